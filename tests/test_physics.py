@@ -1,0 +1,116 @@
+"""The blur operator against scipy's wrap-mode correlation, a dense reference, and adjointness."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.ndimage
+import torch
+
+from lipbench.data import load_kernel
+from lipbench.errors import KernelError
+from lipbench.physics import Blur, gaussian_noise
+
+KERNELS = ["levin1", "levin4", "gaussian_1_6", "square_7"]
+
+
+def _scipy_blur(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    return np.stack([[scipy.ndimage.correlate(c, k, mode="wrap") for c in img] for img in x])
+
+
+@pytest.mark.parametrize("name", KERNELS)
+def test_blur_equals_scipy_wrap_correlation(name):
+    k = load_kernel(name)
+    x = torch.rand(2, 3, 53, 38, generator=torch.Generator().manual_seed(0))
+    expected = _scipy_blur(x.double().numpy(), k.double().numpy())
+    np.testing.assert_allclose(Blur(k)(x).numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(Blur(k)(x.double()).numpy(), expected, atol=1e-12)
+
+
+def test_blur_on_a_bsd10_sized_image():
+    k = load_kernel("levin2")
+    x = torch.rand(1, 1, 321, 481, generator=torch.Generator().manual_seed(1))
+    np.testing.assert_allclose(
+        Blur(k)(x)[0, 0].numpy(), scipy.ndimage.correlate(x[0, 0].numpy(), k.numpy(), mode="wrap"), atol=1e-5
+    )
+
+
+def _dense(k: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The matrix of circular cross-correlation, built from its definition."""
+    s = k.shape[0]
+    c = (s - 1) // 2
+    a = np.zeros((h * w, h * w))
+    for i in range(h):
+        for j in range(w):
+            for u in range(s):
+                for v in range(s):
+                    a[i * w + j, ((i + u - c) % h) * w + (j + v - c) % w] += k[u, v]
+    return a
+
+
+def test_kernel_larger_than_the_image_wraps_exactly():
+    k = load_kernel("levin4").double()  # 27×27 on a 9×7 image
+    x = torch.rand(1, 1, 9, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    expected = _dense(k.numpy(), 9, 7) @ x.flatten().numpy()
+    np.testing.assert_allclose(Blur(k)(x).flatten().numpy(), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize(("dtype", "rtol"), [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+@pytest.mark.parametrize("name", KERNELS)
+def test_adjointness(name, dtype, rtol):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 1, 47, 30, generator=g, dtype=dtype)
+    y = torch.randn(2, 1, 47, 30, generator=g, dtype=dtype)
+    blur = Blur(load_kernel(name))
+    lhs = (blur(x) * y).sum().item()
+    rhs = (x * blur.adjoint(y)).sum().item()
+    assert lhs == pytest.approx(rhs, rel=rtol, abs=rtol * x.numel() ** 0.5)
+
+
+@pytest.mark.parametrize("name", [f"levin{i}" for i in range(1, 9)] + ["gaussian_1_6", "square_7"])
+def test_norm_is_one_and_matches_the_dense_svd(name):
+    blur = Blur(load_kernel(name))
+    # 1 up to the float32 rounding of the stored kernel (its float64 sum is 1 within ~1e-8).
+    assert blur.norm() == pytest.approx(blur.kernel.double().sum().item(), abs=1e-12)
+    assert blur.norm((321, 481)) == pytest.approx(1.0, abs=1e-7)
+    k = load_kernel(name).double().numpy()
+    dense = _dense(k, 12, 10)
+    assert np.linalg.norm(dense, 2) == pytest.approx(blur.norm((12, 10)), abs=1e-10)
+
+
+def test_adjoint_is_the_transpose_of_the_dense_matrix():
+    k = load_kernel("levin5").double()
+    y = torch.rand(1, 1, 11, 14, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    expected = _dense(k.numpy(), 11, 14).T @ y.flatten().numpy()
+    np.testing.assert_allclose(Blur(k).adjoint(y).flatten().numpy(), expected, atol=1e-12)
+
+
+def test_spectrum_is_cached_per_size_and_dtype():
+    blur = Blur(load_kernel("levin1"))
+    x = torch.rand(1, 1, 20, 24)
+    blur(x)
+    blur.adjoint(x)
+    blur(x[..., :20])
+    blur(x.double())
+    assert len(blur._spectra) == 3
+
+
+def test_invalid_kernels_are_rejected():
+    with pytest.raises(KernelError, match="odd square size"):
+        Blur(torch.full((4, 4), 1 / 16))
+    with pytest.raises(KernelError, match="negative entries"):
+        Blur(torch.tensor([[0.0, 0, 0], [-0.5, 1.0, 0.5], [0, 0, 0]]))
+    with pytest.raises(ValueError, match=r"B×C×H×W"):
+        Blur(load_kernel("square_7"))(torch.rand(5, 5))
+
+
+def test_noise_is_reproducible_and_has_the_right_std():
+    x = torch.zeros(4, 1, 64, 64)
+    a = gaussian_noise(x, 0.01, torch.Generator().manual_seed(7))
+    b = gaussian_noise(x, 0.01, torch.Generator().manual_seed(7))
+    c = gaussian_noise(x, 0.01, torch.Generator().manual_seed(8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.std().item() == pytest.approx(0.01, rel=0.03)
+    state = torch.random.get_rng_state()
+    gaussian_noise(x, 0.01, torch.Generator().manual_seed(7))
+    assert torch.equal(state, torch.random.get_rng_state())  # the global RNG is untouched
