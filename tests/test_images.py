@@ -29,7 +29,7 @@ def test_bsd10_is_the_protocol_list_in_order(data_dir):
 
 
 def test_bsd10_grey_is_the_mean_of_rgb(data_dir):
-    rgb = np.asarray(Image.open(data_dir / "BSD10" / "101085.jpg"), dtype=np.float64) / 255
+    rgb = np.asarray(Image.open(data_dir / "BSDS500" / "val" / "101085.jpg"), dtype=np.float64) / 255
     expected = rgb.mean(axis=2)
     got = load_images("bsd10")[0][0].double().numpy()
     np.testing.assert_allclose(got, expected, atol=1e-7)
@@ -37,7 +37,7 @@ def test_bsd10_grey_is_the_mean_of_rgb(data_dir):
 
 def test_rgb_loading_matches_pil(data_dir):
     x = load_images("bsd10", grey=False)[3]
-    rgb = np.asarray(Image.open(data_dir / "BSD10" / "103070.jpg"), dtype=np.float32) / 255
+    rgb = np.asarray(Image.open(data_dir / "BSDS500" / "val" / "103070.jpg"), dtype=np.float32) / 255
     assert x.shape == (3, 321, 481)
     np.testing.assert_allclose(x.numpy(), rgb.transpose(2, 0, 1), atol=1e-7)
 
@@ -59,7 +59,10 @@ def test_bt601_rule_reproduces_dncnn_bsd68_pngs(data_dir):
 
 
 def test_bsd68_order_matches_the_id_map(data_dir):
-    with open(data_dir / "bsd68_id_map.csv") as fh:
+    id_map = data_dir / "bsd68_id_map.csv"
+    if not id_map.is_file():
+        pytest.skip("bsd68_id_map.csv is part of the CI data staging, not of `lipbench fetch`")
+    with open(id_map) as fh:
         rows = [r for r in csv.DictReader(fh) if r["BSD68_file(gray)"]]
     by_file = [r["bsds_id"] for r in sorted(rows, key=lambda r: r["BSD68_file(gray)"])]
     assert list(BSD68_IDS) == by_file == image_ids("bsd68") == image_ids("cbsd68")
@@ -125,7 +128,7 @@ def test_corrupt_image_names_the_file(tmp_path, data_dir):
     val = tmp_path / "BSDS500" / "val"
     val.mkdir(parents=True)
     for i in BSD10_IDS:
-        shutil.copy(data_dir / "BSD10" / f"{i}.jpg", val)
+        shutil.copy(data_dir / "BSDS500" / "val" / f"{i}.jpg", val)
     bad = val / "105025.jpg"
     bad.write_bytes(bad.read_bytes()[:2000])  # truncated JPEG
     with pytest.raises(DataError, match=r"105025.jpg is corrupt"):

@@ -94,6 +94,13 @@ SOURCES: dict[str, Source] = {
             "kernels/pnp_mmo_blur_models/",
             "PnP-MMO's blur_1..8, gaussian_1_6, square_7 .mat files",
         ),
+        Source(
+            "irestnet-kernels",
+            "files",
+            f"{_GH}/mccorbineau/iRestNet/5015fa86ae36899415826e37d6bed75df6f6a265/Datasets/Testsets/",
+            "kernels/irestnet_testsets/",
+            "iRestNet's 25x25 test kernels (gaussian_1_6, square_7, motion3, motion8, ...)",
+        ),
         Source("bsd68-dncnn", "files", f"{_DNCNN}/testsets/BSD68/", "BSD68/", "DnCNN's grey BSD68 PNGs"),
         Source("set12", "files", f"{_DNCNN}/testsets/Set12/", "Set12/", "Set12 grey test images"),
         Source(

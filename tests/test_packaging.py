@@ -1,0 +1,50 @@
+"""Packaging: environment.yml and pyproject.toml cannot drift; CI runs the README's test command."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+from lipbench import __version__
+
+REPO = Path(__file__).resolve().parents[1]
+CONDA_TO_PIP = {"pytorch": "torch"}
+NOT_PACKAGES = {"python", "pip"}
+
+
+def _split(requirement: str) -> tuple[str, str]:
+    name, spec = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*)$", requirement).groups()
+    return name.lower().replace("_", "-"), spec.replace(" ", "")
+
+
+def test_environment_yml_and_pyproject_list_the_same_dependencies():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pip_side = [*project["dependencies"], *(d for extra in project["optional-dependencies"].values() for d in extra)]
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    assert env["channels"] == ["conda-forge", "bioconda"]
+    conda_side = [d for d in env["dependencies"] if isinstance(d, str)]
+    assert "python=3.11" in conda_side
+    assert {"pip": ["-e ."]} in env["dependencies"]
+    conda = {CONDA_TO_PIP.get(n, n): s for n, s in map(_split, conda_side) if n not in NOT_PACKAGES}
+    pip = dict(map(_split, pip_side))
+    assert conda == pip
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (REPO / "README.md").read_text()
+    match = re.search(r"<!-- test-command -->\s*```(?:bash|sh)?\n(.*?)```", readme, re.S)
+    assert match, "README.md must mark its test command with <!-- test-command -->"
+    command = [line for line in match.group(1).splitlines() if line.strip()][-1].strip()
+    ci = (REPO / ".ci" / "run").read_text()
+    assert command.removeprefix("LIPBENCH_DATA=../shared/data ") in ci.splitlines()
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).with_name("lipbench")
+    proc = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == f"lipbench {__version__}"
