@@ -31,7 +31,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         return 0
     root = data_root(args.root, must_exist=False)
     names = list(SOURCES) if args.all else (args.only or None)
-    for report in fetch(root, names, _source_urls(args.source_url), progress=None if not args.quiet else False):
+    for report in fetch(root, names, _source_urls(args.source_url), progress=False if args.quiet else None):
         print(f"{report.name}: {len(report.installed)} installed, {len(report.present)} already present and verified")
     print(f"data root {root} is ready")
     return 0
@@ -71,7 +71,9 @@ def cmd_degrade(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lipbench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="lipbench", description="lipbench: Lipschitz-constrained denoisers for plug-and-play restoration."
+    )
     parser.add_argument("--version", action="version", version=f"lipbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import h5py
 import numpy as np
 import pytest
 import scipy.io
@@ -108,3 +109,13 @@ def test_corrupt_levin_file_is_named(tmp_path):
     (tmp_path / "kernels" / "Levin09.mat").write_bytes(b"\x89HDF\r\n garbage")
     with pytest.raises(KernelError, match=r"Levin09.mat is unreadable .*lipbench fetch"):
         load_kernel("levin2", root=tmp_path)
+
+
+def test_v73_mat_file_is_read_transposed_back(tmp_path):
+    kernel = np.zeros((5, 5))
+    kernel[1, 2], kernel[2, 2], kernel[3, 4] = 0.5, 0.25, 0.25
+    with h5py.File(tmp_path / "k73.mat", "w") as f:
+        f["blur"] = kernel.T  # MATLAB stores column-major: h5py sees the transpose
+    assert torch.equal(load_kernel(tmp_path / "k73.mat"), torch.from_numpy(kernel.astype(np.float32)))
+    with pytest.raises(KernelError, match=r"k73.mat has no variable 'psf' \(it has \['blur'\]\)"):
+        load_kernel(tmp_path / "k73.mat", key="psf")

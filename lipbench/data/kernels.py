@@ -63,21 +63,20 @@ def uniform_kernel(size: int = 7) -> torch.Tensor:
 
 
 def _read_mat(path: Path, key: str) -> np.ndarray:
+    """Variable ``key`` of a MATLAB file (v5 via scipy, v7.3/HDF5 via h5py, transposed back)."""
+    import h5py
     import scipy.io
 
     try:
-        content = scipy.io.loadmat(path)
-    except NotImplementedError:  # MATLAB v7.3 = HDF5
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            if key not in f:
-                raise KernelError(f"kernel file {path} has no variable {key!r} (it has {sorted(f)})") from None
-            return np.asarray(f[key]).T
-    except Exception as exc:  # scipy's parser raises many types on a corrupt file
+        if h5py.is_hdf5(path):
+            with h5py.File(path, "r") as f:
+                content = {k: np.asarray(f[k]).T for k in f if k == key} or dict.fromkeys(f)
+        else:
+            content = scipy.io.loadmat(path)
+    except Exception as exc:  # the parsers raise many types on a corrupt file
         raise KernelError(f"kernel file {path} is not a readable .mat file ({exc!r})") from exc
     if key not in content:
-        keys = sorted(k for k in content if not k.startswith("__"))
+        keys = sorted(k for k in content if not k.startswith(("__", "#")))
         raise KernelError(f"kernel file {path} has no variable {key!r} (it has {keys})")
     return np.asarray(content[key])
 
