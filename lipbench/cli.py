@@ -70,6 +70,22 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from lipbench.training import TrainConfig, train
+
+    model_kwargs = {"depth": args.depth, "width": args.width, "activation": args.activation, "bias": not args.no_bias}
+    config = TrainConfig(
+        model=args.model, model_kwargs=model_kwargs, dataset=args.dataset, max_images=args.max_images,
+        patch_size=args.patch_size, batch_size=args.batch_size, steps=args.steps, lr=args.lr, lr_step=args.lr_step,
+        lr_gamma=args.lr_gamma, clip=args.clip or None, sigma=args.sigma, loss=args.loss, lam=args.lam, eps=args.eps,
+        power_iters=args.power_iters, power_tol=args.power_tol, reduction=args.reduction, seed=args.seed,
+        checkpoint_every=args.checkpoint_every, init=args.init,
+    )  # fmt: skip
+    path = train(config, args.out, resume=args.resume, device=args.device, root=args.root, progress=not args.quiet)
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lipbench", description="lipbench: Lipschitz-constrained denoisers for plug-and-play restoration."
@@ -102,6 +118,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help="data root (default: $LIPBENCH_DATA, else resources/data)")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_degrade)
+
+    p = sub.add_parser("train", help="train one denoiser (one λ) with the firm-nonexpansiveness penalty")
+    p.add_argument("--out", required=True, help="run folder: checkpoint.pt, log.csv, model.pt")
+    p.add_argument("--model", default="dncnn", help="registered architecture (lipbench.models.MODELS)")
+    p.add_argument("--depth", type=int, default=20)
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--activation", default="leaky_relu", choices=["leaky_relu", "relu"])
+    p.add_argument("--no-bias", action="store_true")
+    p.add_argument("--dataset", default="bsd400", help="training images (grey)")
+    p.add_argument("--max-images", type=int, help="use only the first N images")
+    p.add_argument("--patch-size", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr-step", type=int, help="multiply the LR by --lr-gamma every N steps")
+    p.add_argument("--lr-gamma", type=float, default=0.1)
+    p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping (0: off)")
+    p.add_argument("--sigma", type=float, default=0.009, help="training noise std (images in [0, 1])")
+    p.add_argument("--loss", default="l2", choices=["l1", "l2"])
+    p.add_argument("--lam", type=float, default=0.0, help="weight λ of the FNE penalty")
+    p.add_argument("--eps", type=float, default=0.05, help="penalty threshold 1 − ε")
+    p.add_argument("--power-iters", type=int, default=5)
+    p.add_argument("--power-tol", type=float, default=1e-3)
+    p.add_argument("--reduction", default="max", choices=["max", "mean"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--init", help="start from this checkpoint's weights (fine-tune λ > 0 from the λ = 0 base)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--root", help="data root (default: $LIPBENCH_DATA, else resources/data)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
     return parser
 
 

@@ -1,0 +1,19 @@
+"""Jacobian spectral norms and the firm-nonexpansiveness penalty."""
+
+from lipbench.lipschitz.linearize import Autograd, PiecewiseLinear, Reflected, linearize, supports_fast_path
+from lipbench.lipschitz.penalty import Penalty, fne_penalty, interpolate
+from lipbench.lipschitz.power import LipschitzError, SpectralNorm, spectral_norm
+
+__all__ = [
+    "Autograd",
+    "LipschitzError",
+    "Penalty",
+    "PiecewiseLinear",
+    "Reflected",
+    "SpectralNorm",
+    "fne_penalty",
+    "interpolate",
+    "linearize",
+    "spectral_norm",
+    "supports_fast_path",
+]

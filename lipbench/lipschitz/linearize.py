@@ -1,0 +1,184 @@
+"""Jacobian-vector products ``J u`` and ``Jᵀ w`` of a network at a fixed point ``x``.
+
+Two implementations of one interface (:class:`Linearization`):
+
+* :class:`PiecewiseLinear` — the fast path for conv + ReLU/LeakyReLU stacks (DnCNN, plain
+  ``nn.Sequential``): one forward records the activation slopes; ``J u`` and ``Jᵀ w`` are then
+  ``conv2d`` / ``conv_transpose2d`` chains with those slopes, no autograd. With grad enabled,
+  ``jvp`` is differentiable in the weights (the slopes are locally constant), which the
+  firm-nonexpansiveness penalty uses.
+* :class:`Autograd` — any differentiable ``f``: ``J u`` by forward-mode AD (``torch.func.jvp``),
+  ``Jᵀ w`` by a vector-Jacobian product whose forward is recorded once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from lipbench.models.dncnn import DnCNN
+
+Function = Callable[[torch.Tensor], torch.Tensor]
+
+
+class Reflected(nn.Module):
+    """``Q = 2 J − Id``: J is firmly nonexpansive iff Q is nonexpansive."""
+
+    def __init__(self, denoiser: nn.Module) -> None:
+        super().__init__()
+        self.denoiser = denoiser
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2 * self.denoiser(x) - x
+
+
+class Linearization(Protocol):
+    out: torch.Tensor
+
+    def jvp(self, u: torch.Tensor) -> torch.Tensor: ...
+
+    def vjp(self, w: torch.Tensor) -> torch.Tensor: ...
+
+
+def _eligible(layer: nn.Module) -> bool:
+    if isinstance(layer, nn.Conv2d):
+        return (
+            layer.stride == (1, 1)
+            and layer.padding_mode == "zeros"
+            and not isinstance(layer.padding, str)
+            and type(layer) is nn.Conv2d
+        )
+    if isinstance(layer, _BatchNorm):
+        return not layer.training and layer.running_mean is not None
+    return type(layer) in (nn.ReLU, nn.LeakyReLU, nn.Identity)
+
+
+def _structure(f: object) -> tuple[float, nn.Sequential, bool, bool] | None:
+    """``(reflect, body, residual, clamps)`` if ``f`` is a piecewise-linear conv stack, else None."""
+    reflect = False
+    if isinstance(f, Reflected):
+        reflect, f = True, f.denoiser
+    if isinstance(f, DnCNN):
+        body, residual, clamps = f.body, f.residual, f.clamps
+    elif isinstance(f, nn.Sequential):
+        body, residual, clamps = f, False, False
+    else:
+        return None
+    if not all(_eligible(layer) for layer in body):
+        return None
+    return reflect, body, residual, clamps
+
+
+def supports_fast_path(f: object) -> bool:
+    """Whether :class:`PiecewiseLinear` can linearize ``f``."""
+    return _structure(f) is not None
+
+
+def _bn_scale(bn: _BatchNorm) -> torch.Tensor:
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    return scale[:, None, None]
+
+
+def _inside(x: torch.Tensor) -> torch.Tensor:
+    """Derivative of ``clamp(x, 0, 1)`` as autograd defines it (1 on the closed interval)."""
+    return ((x >= 0) & (x <= 1)).to(x.dtype)
+
+
+class PiecewiseLinear:
+    """Fast ``J u`` / ``Jᵀ w`` of a conv + (Leaky)ReLU stack at ``x`` (see the module docstring)."""
+
+    def __init__(self, f: nn.Module, x: torch.Tensor) -> None:
+        structure = _structure(f)
+        if structure is None:
+            raise TypeError(f"{type(f).__name__} is not a conv + ReLU/LeakyReLU stack: use the autograd path")
+        self.reflect, body, self.residual, clamps = structure
+        self.in_mask = self.out_mask = None
+        self.ops: list[tuple[str, object]] = []
+        with torch.no_grad():
+            h = x
+            if clamps:
+                self.in_mask, h = _inside(x), x.clamp(0, 1)
+            skip = h
+            for layer in body:
+                if isinstance(layer, nn.Conv2d):
+                    self.ops.append(("conv", layer))
+                elif isinstance(layer, _BatchNorm):
+                    self.ops.append(("bn", layer))
+                elif isinstance(layer, nn.LeakyReLU | nn.ReLU):
+                    slope = layer.negative_slope if isinstance(layer, nn.LeakyReLU) else 0.0
+                    one, low = (torch.tensor(v, dtype=h.dtype, device=h.device) for v in (1.0, slope))
+                    self.ops.append(("slope", torch.where(h > 0, one, low)))
+                h = layer(h)
+            if self.residual:
+                h = h + skip
+            if clamps:
+                self.out_mask, h = _inside(h), h.clamp(0, 1)
+            self.out = 2 * h - x if self.reflect else h
+
+    def _denoiser_jvp(self, u: torch.Tensor) -> torch.Tensor:
+        v = u if self.in_mask is None else u * self.in_mask
+        r = v
+        for kind, op in self.ops:
+            if kind == "conv":
+                r = F.conv2d(r, op.weight, None, 1, op.padding, op.dilation, op.groups)
+            elif kind == "slope":
+                r = r * op
+            else:
+                r = r * _bn_scale(op)
+        if self.residual:
+            r = r + v
+        return r if self.out_mask is None else r * self.out_mask
+
+    def _denoiser_vjp(self, w: torch.Tensor) -> torch.Tensor:
+        r = w if self.out_mask is None else w * self.out_mask
+        skip = r
+        for kind, op in reversed(self.ops):
+            if kind == "conv":
+                r = F.conv_transpose2d(r, op.weight, None, 1, op.padding, 0, op.groups, op.dilation)
+            elif kind == "slope":
+                r = r * op
+            else:
+                r = r * _bn_scale(op)
+        if self.residual:
+            r = r + skip
+        return r if self.in_mask is None else r * self.in_mask
+
+    def jvp(self, u: torch.Tensor) -> torch.Tensor:
+        """``J u`` (differentiable in the weights when grad is enabled)."""
+        ju = self._denoiser_jvp(u)
+        return 2 * ju - u if self.reflect else ju
+
+    def vjp(self, w: torch.Tensor) -> torch.Tensor:
+        """``Jᵀ w``."""
+        jw = self._denoiser_vjp(w)
+        return 2 * jw - w if self.reflect else jw
+
+
+class Autograd:
+    """``J u`` by ``torch.func.jvp`` and ``Jᵀ w`` by ``torch.func.vjp``, for any differentiable ``f``."""
+
+    def __init__(self, f: Function, x: torch.Tensor) -> None:
+        self.f, self.x = f, x
+        self.out, self._vjp = torch.func.vjp(f, x)
+
+    def jvp(self, u: torch.Tensor) -> torch.Tensor:
+        return torch.func.jvp(self.f, (self.x,), (u,))[1]
+
+    def vjp(self, w: torch.Tensor) -> torch.Tensor:
+        return self._vjp(w)[0]
+
+
+def linearize(f: Function, x: torch.Tensor, method: str = "auto") -> Linearization:
+    """Linearize ``f`` at ``x``: ``method`` is ``"fast"``, ``"autograd"`` or ``"auto"`` (fast when possible)."""
+    if method not in ("auto", "fast", "autograd"):
+        raise ValueError(f"method must be 'auto', 'fast' or 'autograd', got {method!r}")
+    if method == "fast" or (method == "auto" and supports_fast_path(f)):
+        return PiecewiseLinear(f, x)
+    return Autograd(f, x)

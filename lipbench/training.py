@@ -1,0 +1,241 @@
+"""Training a denoiser with the firm-nonexpansiveness penalty: one model per call, resumable.
+
+Loss: ``ℓ(J(x + σ n), x) + λ · max{‖∂Q(x̃)‖², 1 − ε}`` (ℓ = mean ℓ1 or mean squared error).
+Every random draw (patches, noise, τ, power-iteration start vectors) comes from one CPU
+generator seeded by ``seed`` and saved in the checkpoint, so a run interrupted and resumed on
+the CPU ends with bit-identical weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+import lipbench
+from lipbench.data import PatchSampler, load_images
+from lipbench.device import resolve_device
+from lipbench.errors import LipbenchError
+from lipbench.io import atomic_write
+from lipbench.lipschitz import fne_penalty
+from lipbench.models import build, read_checkpoint, save_checkpoint
+from lipbench.seeding import derive_seed
+
+CHECKPOINT = "checkpoint.pt"
+FINAL = "model.pt"
+LOG = "log.csv"
+
+
+class TrainingError(LipbenchError):
+    """Training cannot start or continue."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (recorded in every checkpoint)."""
+
+    model: str = "dncnn"
+    model_kwargs: dict[str, Any] = field(default_factory=lambda: {"depth": 20, "width": 64})
+    dataset: str = "bsd400"
+    max_images: int | None = None
+    patch_size: int = 40
+    batch_size: int = 16
+    steps: int = 1000
+    lr: float = 1e-4
+    lr_step: int | None = None  # StepLR period in steps (None: constant)
+    lr_gamma: float = 0.1
+    clip: float | None = 1.0
+    sigma: float = 0.009
+    loss: str = "l2"
+    lam: float = 0.0
+    eps: float = 0.05
+    power_iters: int = 5
+    power_tol: float = 1e-3
+    reduction: str = "max"
+    seed: int = 0
+    checkpoint_every: int = 100
+    init: str | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.loss not in ("l1", "l2"):
+            problems.append(f"loss must be 'l1' or 'l2', got {self.loss!r}")
+        if self.reduction not in ("max", "mean"):
+            problems.append(f"reduction must be 'max' or 'mean', got {self.reduction!r}")
+        for name in ("patch_size", "batch_size", "steps", "power_iters", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "sigma"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.lam < 0:
+            problems.append(f"lam must be >= 0, got {self.lam}")
+        if problems:
+            raise TrainingError("invalid training configuration: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _model_config(config: TrainConfig) -> dict[str, Any]:
+    return {"name": config.model, **config.model_kwargs}
+
+
+def _data_loss(kind: str, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (out - target).abs().mean() if kind == "l1" else (out - target).square().mean()
+
+
+@dataclass
+class _State:
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    generator: torch.Generator
+    step: int = 0
+    log: list[dict[str, float]] = field(default_factory=list)
+
+
+def _fresh_state(config: TrainConfig, device: torch.device) -> _State:
+    with torch.random.fork_rng(devices=[]):  # initial weights from the seed, global RNG left as it was
+        torch.manual_seed(derive_seed("init", config.seed))
+        model = build(config.model, **config.model_kwargs)
+    if config.init:
+        payload = read_checkpoint(config.init)
+        if dict(payload["model_config"]) != _model_config(config):
+            raise TrainingError(
+                f"--init {config.init} holds a {payload['model_config']} model, not {_model_config(config)}: "
+                "use the same architecture arguments"
+            )
+        model.load_state_dict(payload["model"])
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, config.lr_gamma) if config.lr_step else None
+    return _State(model, optimizer, scheduler, torch.Generator().manual_seed(config.seed))
+
+
+def _payload(state: _State, config: TrainConfig) -> dict[str, Any]:
+    return {
+        "model": state.model.state_dict(),
+        "model_config": _model_config(config),
+        "optimizer": state.optimizer.state_dict(),
+        "scheduler": state.scheduler.state_dict() if state.scheduler else None,
+        "generator": state.generator.get_state(),
+        "step": state.step,
+        "train_config": config.to_dict(),
+        "lipbench_version": lipbench.__version__,
+        "torch_version": str(torch.__version__),
+    }
+
+
+def _resume_state(path: Path, config: TrainConfig, device: torch.device, out: Path) -> _State:
+    payload = read_checkpoint(path, map_location=device)
+    saved = dict(payload.get("train_config", {}))
+    current = config.to_dict()
+    changed = sorted(k for k in current if k != "steps" and saved.get(k) != current[k])
+    if changed:
+        raise TrainingError(
+            f"cannot resume from {path}: it was trained with different {', '.join(changed)} "
+            f"(saved {[saved.get(k) for k in changed]}); delete {out} or use the same settings"
+        )
+    state = _fresh_state(dataclasses.replace(config, init=None), device)
+    state.model.load_state_dict(payload["model"])
+    state.optimizer.load_state_dict(payload["optimizer"])
+    if state.scheduler is not None:
+        state.scheduler.load_state_dict(payload["scheduler"])
+    state.generator.set_state(payload["generator"])
+    state.step = int(payload["step"])
+    if (out / LOG).is_file():
+        state.log = pd.read_csv(out / LOG).query("step <= @state.step").to_dict("records")
+    return state
+
+
+def _write_log(rows: list[dict[str, float]], path: Path) -> None:
+    with atomic_write(path, "w") as fh:
+        pd.DataFrame(rows).to_csv(fh, index=False)
+
+
+def train_step(state: _State, config: TrainConfig, sampler: PatchSampler, device: torch.device) -> dict[str, float]:
+    """One optimisation step; returns the logged quantities."""
+    start = time.perf_counter()
+    x = sampler.sample().to(device, non_blocking=True)
+    noise = torch.randn(x.shape, generator=state.generator, dtype=x.dtype).to(device, non_blocking=True)
+    y = x + config.sigma * noise
+    loss = _data_loss(config.loss, state.model(y), x)
+    total, penalty_value, sigma2_max = loss, 0.0, math.nan
+    if config.lam > 0:
+        penalty = fne_penalty(
+            state.model, x, y, eps=config.eps, n_iter=config.power_iters, generator=state.generator,
+            reduction=config.reduction, tol=config.power_tol,
+        )  # fmt: skip
+        total = loss + config.lam * penalty.value
+        penalty_value, sigma2_max = penalty.value.item(), penalty.sigma2.max().item()
+    if not torch.isfinite(total):
+        raise TrainingError(
+            f"non-finite loss ({total.item()}) at step {state.step + 1}; the last good checkpoint is kept: "
+            "lower --lr or --lam, or enable gradient clipping"
+        )
+    state.optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    if config.clip:
+        torch.nn.utils.clip_grad_norm_(state.model.parameters(), config.clip)
+    lr = state.optimizer.param_groups[0]["lr"]
+    state.optimizer.step()
+    if state.scheduler is not None:
+        state.scheduler.step()
+    state.step += 1
+    return {
+        "step": state.step, "loss": loss.item(), "penalty": penalty_value, "sigma2_max": sigma2_max,
+        "lr": lr, "seconds": time.perf_counter() - start,
+    }  # fmt: skip
+
+
+def train(
+    config: TrainConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    device: str = "auto",
+    root: str | None = None,
+    stop_after: int | None = None,
+    progress: bool | None = None,
+) -> Path:
+    """Train per ``config`` into ``out`` (``checkpoint.pt``, ``log.csv``, final ``model.pt``).
+
+    ``resume`` continues from ``out/checkpoint.pt`` when it exists. ``stop_after`` ends the call
+    after that many steps in total (for tests and time-sliced jobs) without writing ``model.pt``.
+    """
+    out = Path(out)
+    dev = resolve_device(device)
+    ckpt = out / CHECKPOINT
+    state = _resume_state(ckpt, config, dev, out) if resume and ckpt.is_file() else _fresh_state(config, dev)
+    images = load_images(config.dataset, root)[: config.max_images]
+    channels = config.model_kwargs.get("channels", 1)
+    if channels != 1:
+        raise TrainingError(f"only grey training is implemented (channels=1), got channels={channels}")
+    sampler = PatchSampler(
+        images, config.patch_size, config.batch_size, generator=state.generator, pin_memory=dev.type == "cuda"
+    )
+    last = min(config.steps, stop_after) if stop_after is not None else config.steps
+    bar = tqdm(total=last, initial=state.step, desc=f"train λ={config.lam:g}", disable=progress is False)
+    with bar:
+        while state.step < last:
+            row = train_step(state, config, sampler, dev)
+            state.log.append(row)
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['loss']:.3g}", sigma2=f"{row['sigma2_max']:.3g}")
+            if state.step % config.checkpoint_every == 0 or state.step == last:
+                save_checkpoint(_payload(state, config), ckpt)
+                _write_log(state.log, out / LOG)
+    if state.step < config.steps:
+        return ckpt
+    final = _payload(state, config)
+    del final["optimizer"], final["scheduler"], final["generator"]
+    save_checkpoint(final, out / FINAL)
+    return out / FINAL

@@ -1,0 +1,217 @@
+"""Spectral norms against the exact SVD of dense Jacobians; the FNE penalty's gradient."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from lipbench.lipschitz import (
+    LipschitzError,
+    Reflected,
+    fne_penalty,
+    interpolate,
+    linearize,
+    spectral_norm,
+    supports_fast_path,
+)
+from lipbench.models import DnCNN
+
+SHAPE = (3, 1, 7, 5)  # non-square
+
+
+def _seeded(module: nn.Module, seed: int) -> nn.Module:
+    torch.manual_seed(seed)  # only to initialise the test nets' weights
+    for p in module.parameters():
+        nn.init.normal_(p, std=0.35)
+    return module.double().eval()
+
+
+def linear_net() -> nn.Module:
+    return _seeded(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 1, 3, padding=1, bias=False)), 0)
+
+
+def dncnn_leaky() -> nn.Module:
+    return _seeded(DnCNN(depth=4, width=6, negative_slope=0.2), 1)
+
+
+def dncnn_relu_no_residual() -> nn.Module:
+    return _seeded(DnCNN(depth=3, width=5, activation="relu", residual=False), 2)
+
+
+class TanhNet(nn.Module):
+    """Not piecewise linear: only the autograd path applies."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(1, 4, 3, padding=1)
+        self.b = nn.Conv2d(4, 1, 3, padding=1)
+
+    def forward(self, x):
+        return x + self.b(torch.tanh(self.a(x)))
+
+
+NETS = {
+    "linear": linear_net,
+    "dncnn": dncnn_leaky,
+    "relu": dncnn_relu_no_residual,
+    "tanh": lambda: _seeded(TanhNet(), 3),
+}
+
+
+def exact_sigma(f, x: torch.Tensor) -> torch.Tensor:
+    """Top singular value of the dense Jacobian of each sample (float64)."""
+    n = x[0].numel()
+    out = []
+    for b in range(x.shape[0]):
+        jac = torch.func.jacrev(f)(x[b : b + 1]).reshape(n, n)
+        out.append(torch.linalg.matrix_norm(jac, ord=2))
+    return torch.stack(out)
+
+
+def _grad(p: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(p) if p.grad is None else p.grad.clone()
+
+
+def _input(seed: int = 0) -> torch.Tensor:
+    return torch.rand(SHAPE, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+
+
+CASES = [(net, method) for net in NETS for method in ("fast", "autograd") if not (net == "tanh" and method == "fast")]
+
+
+@pytest.mark.parametrize("reflect", [False, True], ids=["J", "2J-Id"])
+@pytest.mark.parametrize(("net", "method"), CASES)
+def test_spectral_norm_matches_the_exact_svd(net, method, reflect):
+    model = NETS[net]()
+    f = Reflected(model) if reflect else model
+    x = _input()
+    result = spectral_norm(f, x, max_iter=20000, tol=1e-13, method=method, generator=torch.Generator().manual_seed(4))
+    exact = exact_sigma(f, x)
+    torch.testing.assert_close(result.sigma, exact, rtol=1e-4, atol=0)
+    assert (result.sigma <= exact * (1 + 1e-12)).all()  # a Rayleigh quotient never overshoots
+    assert result.converged.all()
+
+
+def test_fast_path_is_chosen_only_when_valid():
+    assert supports_fast_path(dncnn_leaky()) and supports_fast_path(Reflected(linear_net()))
+    assert not supports_fast_path(TanhNet())
+    strided = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=1))
+    assert not supports_fast_path(strided)
+    with pytest.raises(TypeError, match="autograd path"):
+        linearize(TanhNet(), _input(), method="fast")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: DnCNN(depth=5, width=8).eval(),
+        lambda: DnCNN(depth=4, width=8, activation="relu", clamp=True).eval(),
+        lambda: DnCNN(depth=4, width=8, batchnorm=True).eval(),
+    ],
+    ids=["leaky", "relu-clamp", "batchnorm-eval"],
+)
+def test_fast_and_autograd_paths_agree_in_float32(make):
+    torch.manual_seed(0)
+    model = make()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 2)
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(4, 1, 16, 12, generator=g) * 1.2 - 0.1  # some pixels outside [0, 1] exercise the clamp
+    u = torch.randn(4, 1, 16, 12, generator=g)
+    for f in (model, Reflected(model)):
+        fast, auto = linearize(f, x, "fast"), linearize(f, x, "autograd")
+        torch.testing.assert_close(fast.out, f(x))
+        torch.testing.assert_close(fast.jvp(u), auto.jvp(u), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(fast.vjp(u), auto.vjp(u), rtol=1e-5, atol=1e-5)
+        a = spectral_norm(f, x, max_iter=30, tol=0, method="fast")
+        b = spectral_norm(f, x, max_iter=30, tol=0, method="autograd")
+        torch.testing.assert_close(a.sigma, b.sigma, rtol=1e-5, atol=0)
+
+
+def test_samples_are_independent():
+    model = dncnn_leaky()
+    x = _input(0)
+    other = x.clone()
+    other[0] = _input(5)[0]
+    other[2] = _input(6)[2]
+    a = spectral_norm(model, x, max_iter=2000, tol=1e-6)
+    b = spectral_norm(model, other, max_iter=2000, tol=1e-6)
+    assert a.sigma[1] == pytest.approx(b.sigma[1].item(), rel=1e-12)
+    assert not torch.allclose(a.sigma[0], b.sigma[0])
+
+
+def test_tolerance_stops_early_and_flags_convergence():
+    model = dncnn_leaky()
+    x = _input()
+    loose = spectral_norm(model, x, max_iter=500, tol=1e-2)
+    assert loose.iterations < 500 and loose.converged.all()
+    fixed = spectral_norm(model, x, max_iter=7, tol=0)
+    assert fixed.iterations == 7 and not fixed.converged.any()
+
+
+def test_no_graph_no_mutation_no_global_rng():
+    model = DnCNN(depth=3, width=4)
+    x = torch.rand(2, 1, 8, 6)
+    before = x.clone()
+    torch.manual_seed(0)
+    state = torch.random.get_rng_state()
+    r1 = spectral_norm(model, x, max_iter=5, generator=torch.Generator().manual_seed(3))
+    r2 = spectral_norm(model, x, max_iter=5, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(x, before) and torch.equal(state, torch.random.get_rng_state())
+    assert torch.equal(r1.sigma, r2.sigma)
+    assert not r1.sigma.requires_grad and all(p.grad is None for p in model.parameters())
+
+
+def test_training_batchnorm_is_refused():
+    model = DnCNN(depth=3, width=4, batchnorm=True).train()
+    with pytest.raises(LipschitzError, match=r"batch-norm in training mode.*model.eval\(\)"):
+        spectral_norm(model, torch.rand(2, 1, 8, 8))
+    assert spectral_norm(model.eval(), torch.rand(2, 1, 8, 8), max_iter=3).sigma.shape == (2,)
+
+
+@pytest.mark.parametrize("method", ["fast", "autograd"])
+@pytest.mark.parametrize("reduction", ["max", "mean"])
+def test_penalty_gradient_matches_the_exact_sigma2_gradient(method, reduction):
+    model = _seeded(DnCNN(depth=3, width=4, negative_slope=0.2), 7)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 1, 5, 4, dtype=torch.float64, generator=g)
+    y = x + 0.1 * torch.randn(x.shape, generator=g, dtype=torch.float64)
+    eps = 0.999  # threshold 1 - eps below every σ², so the penalty is the σ² term itself
+
+    penalty = fne_penalty(
+        model,
+        x,
+        y,
+        eps=eps,
+        n_iter=20000,
+        generator=torch.Generator().manual_seed(9),
+        reduction=reduction,
+        tol=1e-14,
+        method=method,
+    )
+    model.zero_grad()
+    penalty.value.backward()
+    ours = [_grad(p) for p in model.parameters()]
+
+    x_tilde = interpolate(model, x, y, torch.Generator().manual_seed(9))  # same τ draws
+    n = x_tilde[0].numel()
+    q = Reflected(model)
+    sigma2 = torch.stack(
+        [torch.linalg.matrix_norm(torch.func.jacrev(q)(x_tilde[b : b + 1]).reshape(n, n), ord=2) ** 2 for b in range(2)]
+    )
+    torch.testing.assert_close(penalty.sigma2, sigma2.detach(), rtol=1e-6, atol=0)
+    model.zero_grad()
+    (sigma2.max() if reduction == "max" else sigma2.mean()).backward()
+    for a, b in zip(ours, (_grad(p) for p in model.parameters()), strict=True):
+        assert torch.linalg.vector_norm(a - b) <= 1e-3 * torch.linalg.vector_norm(b)
+
+
+def test_penalty_threshold_and_detached_inputs():
+    model = DnCNN(depth=3, width=4)
+    x = torch.rand(3, 1, 8, 8)
+    p = fne_penalty(model, x, x + 0.01, eps=-100.0, n_iter=3, generator=torch.Generator().manual_seed(0))
+    assert p.value.item() == pytest.approx(101.0)  # max{σ², 1 − ε} with 1 − ε above every σ²
+    assert p.sigma2.shape == (3,) and not p.sigma2.requires_grad

@@ -1,0 +1,120 @@
+"""``lipbench train``: bit-identical resume, the λ > 0 fine-tune lowers ‖∂Q‖², clear failures."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+import pytest
+import torch
+
+import lipbench.training as training
+from lipbench.cli import main
+from lipbench.data import PatchSampler, load_images
+from lipbench.lipschitz import Reflected, spectral_norm
+from lipbench.models import load_model, read_checkpoint
+from lipbench.training import TrainConfig, TrainingError, train
+
+TINY = TrainConfig(
+    model_kwargs={"depth": 4, "width": 8},
+    dataset="train400",
+    max_images=8,
+    patch_size=24,
+    batch_size=4,
+    steps=12,
+    lr=1e-3,
+    lr_step=5,
+    checkpoint_every=4,
+    lam=1e-3,
+    power_iters=3,
+)
+
+
+def test_initial_weights_come_from_the_seed_not_the_global_rng(tmp_path):
+    one = dataclasses.replace(TINY, steps=1, lam=0.0)
+    torch.manual_seed(1)
+    a = _weights(train(one, tmp_path / "a", progress=False))
+    torch.manual_seed(2)
+    state = torch.random.get_rng_state()
+    b = _weights(train(one, tmp_path / "b", progress=False))
+    assert torch.equal(state, torch.random.get_rng_state())
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    c = _weights(train(dataclasses.replace(one, seed=1), tmp_path / "c", progress=False))
+    assert not torch.equal(a["body.0.weight"], c["body.0.weight"])
+
+
+def _weights(path) -> dict[str, torch.Tensor]:
+    return read_checkpoint(path)["model"]
+
+
+def test_interrupt_and_resume_is_bit_identical(tmp_path):
+    full = train(TINY, tmp_path / "full", progress=False)
+    partial = train(TINY, tmp_path / "cut", stop_after=8, progress=False)
+    assert partial.name == "checkpoint.pt" and not (tmp_path / "cut" / "model.pt").exists()
+    assert read_checkpoint(partial)["step"] == 8
+    resumed = train(TINY, tmp_path / "cut", resume=True, progress=False)
+    a, b = _weights(full), _weights(resumed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    log_full = pd.read_csv(tmp_path / "full" / "log.csv")
+    log_cut = pd.read_csv(tmp_path / "cut" / "log.csv")
+    assert list(log_cut.step) == list(range(1, 13))
+    pd.testing.assert_frame_equal(log_full.drop(columns="seconds"), log_cut.drop(columns="seconds"))
+    assert log_full.lr.iloc[0] == 1e-3 and log_full.lr.iloc[-1] == pytest.approx(1e-5)  # StepLR every 5 steps
+    final = read_checkpoint(full)
+    assert final["train_config"] == TINY.to_dict() and final["lipbench_version"] and final["step"] == 12
+
+
+def test_resume_refuses_a_changed_configuration(tmp_path):
+    train(TINY, tmp_path, stop_after=4, progress=False)
+    with pytest.raises(TrainingError, match="different lam"):
+        train(dataclasses.replace(TINY, lam=0.5), tmp_path, resume=True, progress=False)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    real = training._data_loss
+    calls = {"n": 0}
+
+    def poisoned(kind, out, target):
+        calls["n"] += 1
+        loss = real(kind, out, target)
+        return loss * float("nan") if calls["n"] == 6 else loss
+
+    monkeypatch.setattr(training, "_data_loss", poisoned)
+    with pytest.raises(TrainingError, match=r"non-finite loss \(nan\) at step 6; the last good checkpoint is kept"):
+        train(TINY, tmp_path, progress=False)
+    payload = read_checkpoint(tmp_path / "checkpoint.pt")
+    assert payload["step"] == 4 and all(torch.isfinite(t).all() for t in payload["model"].values())
+    assert not (tmp_path / "model.pt").exists()
+
+
+def test_penalised_fine_tune_lowers_the_jacobian_norm_on_held_out_patches(tmp_path):
+    common = ["--depth", "5", "--width", "16", "--dataset", "train400", "--max-images", "40", "--patch-size", "32"]
+    common += ["--batch-size", "8", "--lr", "1e-3", "--quiet", "--checkpoint-every", "50"]
+    assert main(["train", "--out", str(tmp_path / "base"), "--steps", "100", *common]) == 0
+    base = tmp_path / "base" / "model.pt"
+    args = ["--steps", "60", "--lam", "1e-2", "--init", str(base), *common]
+    assert main(["train", "--out", str(tmp_path / "lam"), *args]) == 0
+
+    held_out = load_images("train400")[350:370]  # never seen in training (first 40 images)
+    x = PatchSampler(held_out, 32, 16, generator=torch.Generator().manual_seed(1)).sample()
+    y = x + 0.009 * torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+    worst = {}
+    for name in ("base", "lam"):
+        model = load_model(tmp_path / name / "model.pt")
+        worst[name] = spectral_norm(Reflected(model), y, max_iter=300, tol=1e-5).sigma.square().max().item()
+    assert worst["lam"] < worst["base"] - 0.01  # measured: 1.034 → 1.006
+
+
+def test_bad_settings_are_one_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="2"):  # argparse refuses unknown choices
+        main(["train", "--out", str(tmp_path), "--loss", "l3"])
+    assert main(["train", "--out", str(tmp_path), "--lr", "0", "--quiet"]) == 2
+    assert "lr must be > 0" in capsys.readouterr().err
+    base = tmp_path / "base"
+    train(dataclasses.replace(TINY, steps=2, lam=0.0), base, progress=False)
+    init = ["--init", str(base / "model.pt"), "--depth", "5", "--width", "8", "--dataset", "train400", "--quiet"]
+    assert main(["train", "--out", str(tmp_path / "ft"), *init]) == 2
+    assert "use the same architecture arguments" in capsys.readouterr().err
+    assert (
+        main(["train", "--out", str(tmp_path / "x"), "--device", "cuda:0", "--quiet"]) == 2 or torch.cuda.is_available()
+    )
