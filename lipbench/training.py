@@ -93,7 +93,9 @@ def _data_loss(kind: str, out: torch.Tensor, target: torch.Tensor) -> torch.Tens
 
 
 @dataclass
-class _State:
+class TrainState:
+    """Everything a training run carries from step to step (and saves in its checkpoint)."""
+
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
@@ -102,7 +104,8 @@ class _State:
     log: list[dict[str, float]] = field(default_factory=list)
 
 
-def _fresh_state(config: TrainConfig, device: torch.device) -> _State:
+def initial_state(config: TrainConfig, device: torch.device) -> TrainState:
+    """Model (seeded init, or ``config.init``'s weights), Adam, LR schedule and the run's generator."""
     with torch.random.fork_rng(devices=[]):  # initial weights from the seed, global RNG left as it was
         torch.manual_seed(derive_seed("init", config.seed))
         model = build(config.model, **config.model_kwargs)
@@ -117,10 +120,10 @@ def _fresh_state(config: TrainConfig, device: torch.device) -> _State:
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, config.lr_gamma) if config.lr_step else None
-    return _State(model, optimizer, scheduler, torch.Generator().manual_seed(config.seed))
+    return TrainState(model, optimizer, scheduler, torch.Generator().manual_seed(config.seed))
 
 
-def _payload(state: _State, config: TrainConfig) -> dict[str, Any]:
+def _payload(state: TrainState, config: TrainConfig) -> dict[str, Any]:
     return {
         "model": state.model.state_dict(),
         "model_config": _model_config(config),
@@ -134,7 +137,7 @@ def _payload(state: _State, config: TrainConfig) -> dict[str, Any]:
     }
 
 
-def _resume_state(path: Path, config: TrainConfig, device: torch.device, out: Path) -> _State:
+def _resume_state(path: Path, config: TrainConfig, device: torch.device, out: Path) -> TrainState:
     payload = read_checkpoint(path, map_location=device)
     saved = dict(payload.get("train_config", {}))
     current = config.to_dict()
@@ -144,7 +147,7 @@ def _resume_state(path: Path, config: TrainConfig, device: torch.device, out: Pa
             f"cannot resume from {path}: it was trained with different {', '.join(changed)} "
             f"(saved {[saved.get(k) for k in changed]}); delete {out} or use the same settings"
         )
-    state = _fresh_state(dataclasses.replace(config, init=None), device)
+    state = initial_state(dataclasses.replace(config, init=None), device)
     state.model.load_state_dict(payload["model"])
     state.optimizer.load_state_dict(payload["optimizer"])
     if state.scheduler is not None:
@@ -161,7 +164,7 @@ def _write_log(rows: list[dict[str, float]], path: Path) -> None:
         pd.DataFrame(rows).to_csv(fh, index=False)
 
 
-def train_step(state: _State, config: TrainConfig, sampler: PatchSampler, device: torch.device) -> dict[str, float]:
+def train_step(state: TrainState, config: TrainConfig, sampler: PatchSampler, device: torch.device) -> dict[str, float]:
     """One optimisation step; returns the logged quantities."""
     start = time.perf_counter()
     x = sampler.sample().to(device, non_blocking=True)
@@ -214,7 +217,7 @@ def train(
     out = Path(out)
     dev = resolve_device(device)
     ckpt = out / CHECKPOINT
-    state = _resume_state(ckpt, config, dev, out) if resume and ckpt.is_file() else _fresh_state(config, dev)
+    state = _resume_state(ckpt, config, dev, out) if resume and ckpt.is_file() else initial_state(config, dev)
     images = load_images(config.dataset, root)[: config.max_images]
     channels = config.model_kwargs.get("channels", 1)
     if channels != 1:

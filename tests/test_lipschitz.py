@@ -77,7 +77,12 @@ def _input(seed: int = 0) -> torch.Tensor:
     return torch.rand(SHAPE, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
 
 
-CASES = [(net, method) for net in NETS for method in ("fast", "autograd") if not (net == "tanh" and method == "fast")]
+CASES = [
+    (net, method)
+    for net in NETS
+    for method in ("fast", "autograd", "traced")
+    if not (net == "tanh" and method == "fast")
+]
 
 
 @pytest.mark.parametrize("reflect", [False, True], ids=["J", "2J-Id"])
@@ -122,10 +127,11 @@ def test_fast_and_autograd_paths_agree_in_float32(make):
     x = torch.rand(4, 1, 16, 12, generator=g) * 1.2 - 0.1  # some pixels outside [0, 1] exercise the clamp
     u = torch.randn(4, 1, 16, 12, generator=g)
     for f in (model, Reflected(model)):
-        fast, auto = linearize(f, x, "fast"), linearize(f, x, "autograd")
+        fast = linearize(f, x, "fast")
         torch.testing.assert_close(fast.out, f(x))
-        torch.testing.assert_close(fast.jvp(u), auto.jvp(u), rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(fast.vjp(u), auto.vjp(u), rtol=1e-5, atol=1e-5)
+        for other in (linearize(f, x, "autograd"), linearize(f, x, "traced")):
+            torch.testing.assert_close(fast.jvp(u), other.jvp(u), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(fast.vjp(u), other.vjp(u), rtol=1e-5, atol=1e-5)
         a = spectral_norm(f, x, max_iter=30, tol=0, method="fast")
         b = spectral_norm(f, x, max_iter=30, tol=0, method="autograd")
         torch.testing.assert_close(a.sigma, b.sigma, rtol=1e-5, atol=0)

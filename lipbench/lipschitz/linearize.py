@@ -8,11 +8,16 @@ Two implementations of one interface (:class:`Linearization`):
   ``jvp`` is differentiable in the weights (the slopes are locally constant), which the
   firm-nonexpansiveness penalty uses.
 * :class:`Autograd` — any differentiable ``f``: ``J u`` by forward-mode AD (``torch.func.jvp``),
-  ``Jᵀ w`` by a vector-Jacobian product whose forward is recorded once.
+  ``Jᵀ w`` by a vector-Jacobian product whose forward is recorded once. No setup cost; ``jvp``
+  is differentiable in the weights.
+* :class:`Traced` — any traceable ``f``: ``J u`` from ``torch.func.linearize`` (a traced graph of
+  the JVP). Measured about 2.5× cheaper per iteration than :class:`Autograd` on DnCNN, after a
+  one-off tracing cost of several forward+backward passes: worth it for long power iterations.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Protocol
 
@@ -175,10 +180,30 @@ class Autograd:
         return self._vjp(w)[0]
 
 
+class Traced(Autograd):
+    """``J u`` from a traced JVP graph (``torch.func.linearize``); ``Jᵀ w`` as :class:`Autograd`.
+
+    The traced graph holds the weights as constants: ``jvp`` is not differentiable in them.
+    """
+
+    def __init__(self, f: Function, x: torch.Tensor) -> None:
+        super().__init__(f, x)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch.fx const-folding chatter
+            _, self._jvp = torch.func.linearize(f, x)
+
+    def jvp(self, u: torch.Tensor) -> torch.Tensor:
+        return self._jvp(u)
+
+
+METHODS = ("auto", "fast", "autograd", "traced")
+
+
 def linearize(f: Function, x: torch.Tensor, method: str = "auto") -> Linearization:
-    """Linearize ``f`` at ``x``: ``method`` is ``"fast"``, ``"autograd"`` or ``"auto"`` (fast when possible)."""
-    if method not in ("auto", "fast", "autograd"):
-        raise ValueError(f"method must be 'auto', 'fast' or 'autograd', got {method!r}")
+    """Linearize ``f`` at ``x``. ``method``: ``"fast"`` (:class:`PiecewiseLinear`), ``"autograd"``,
+    ``"traced"``, or ``"auto"`` = fast when ``f`` is a conv + (Leaky)ReLU stack, else autograd."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "fast" or (method == "auto" and supports_fast_path(f)):
         return PiecewiseLinear(f, x)
-    return Autograd(f, x)
+    return Traced(f, x) if method == "traced" else Autograd(f, x)

@@ -48,6 +48,8 @@ def fne_penalty(
     a graph; the penalty is then one differentiable product ``‖∂Q(x̃) u‖²`` at that vector, whose
     weight gradient is the gradient of ‖∂Q(x̃)‖² once the vector has converged.
     """
+    if method == "traced":
+        raise ValueError("method='traced' has no weight gradient: use 'auto', 'fast' or 'autograd'")
     if reduction not in ("max", "mean"):
         raise ValueError(f"reduction must be 'max' or 'mean', got {reduction!r}")
     check_no_training_batchnorm(model)

@@ -63,8 +63,9 @@ def spectral_norm(
 
     A sample stops (its σ and vector freeze) once its relative change is below ``tol``; the loop
     ends when every sample has stopped or after ``max_iter`` iterations. ``method``: ``"fast"``
-    (conv + ReLU/LeakyReLU stacks), ``"autograd"`` (any ``f``) or ``"auto"``. Runs without
-    building a graph and never modifies ``x``.
+    (conv + ReLU/LeakyReLU stacks), ``"autograd"`` (any ``f``), ``"traced"`` (any traceable ``f``,
+    cheaper per iteration after a one-off tracing cost) or ``"auto"`` (fast, else autograd).
+    Runs without building a graph and never modifies ``x``.
     """
     check_no_training_batchnorm(f)
     if max_iter < 1:

@@ -1,0 +1,65 @@
+"""Shared benchmark fixtures and the ratio report.
+
+Every benchmark belongs to a group with one baseline (``extra_info["role"] == "baseline"``);
+the report divides each benchmark's median by its group baseline's median, measured in the same
+run, and compares it with the goal in ``extra_info["goal"]`` where one is set.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lipbench.models import DnCNN
+
+SHAPES = {"8x40x40": (8, 1, 40, 40), "1x256x256": (1, 1, 256, 256)}
+
+
+@pytest.fixture(scope="session")
+def dncnn17() -> DnCNN:
+    torch.manual_seed(0)
+    return DnCNN(depth=17, width=64).eval()
+
+
+@pytest.fixture(params=list(SHAPES), scope="session")
+def batch(request) -> tuple[str, torch.Tensor]:
+    return request.param, torch.rand(SHAPES[request.param], generator=torch.Generator().manual_seed(0))
+
+
+def ratios(benchmarks) -> list[dict]:
+    """One row per non-baseline benchmark: median ÷ its group baseline's median (or the ratio it
+    recorded itself in ``extra_info["ratio"]``), with the goal."""
+    baselines = {b.group: b for b in benchmarks if b.extra_info.get("role") == "baseline"}
+    rows = []
+    for b in benchmarks:
+        goal = b.extra_info.get("goal")
+        if "ratio" in b.extra_info:  # a ratio the benchmark measured itself (e.g. peak memory)
+            rows.append(
+                {"group": b.group, "name": b.name, "ratio": b.extra_info["ratio"], "goal": goal, "baseline": ""}
+            )
+            continue
+        base = baselines.get(b.group)
+        if base is None or b is base or not b.stats or not base.stats:
+            continue
+        ratio = b.stats.median / base.stats.median
+        rows.append({"group": b.group, "name": b.name, "ratio": ratio, "goal": goal, "baseline": base.name})
+    return rows
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    output_json["ratios"] = ratios(benchmarks)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    session = getattr(config, "_benchmarksession", None)
+    rows = ratios(session.benchmarks) if session is not None and not session.disabled else []
+    if not rows:
+        return
+    terminalreporter.section("ratios (median ÷ group baseline, same run)")
+    for r in rows:
+        verdict = (
+            ""
+            if r["goal"] is None
+            else (" ok" if r["ratio"] <= r["goal"] else " MISSES GOAL") + f" (goal ≤ {r['goal']})"
+        )
+        terminalreporter.write_line(f"{r['group']:38} {r['name']:55} {r['ratio']:6.2f}×{verdict}")
