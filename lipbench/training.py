@@ -170,12 +170,13 @@ def train_step(state: TrainState, config: TrainConfig, sampler: PatchSampler, de
     x = sampler.sample().to(device, non_blocking=True)
     noise = torch.randn(x.shape, generator=state.generator, dtype=x.dtype).to(device, non_blocking=True)
     y = x + config.sigma * noise
-    loss = _data_loss(config.loss, state.model(y), x)
+    denoised = state.model(y)
+    loss = _data_loss(config.loss, denoised, x)
     total, penalty_value, sigma2_max = loss, 0.0, math.nan
     if config.lam > 0:
         penalty = fne_penalty(
             state.model, x, y, eps=config.eps, n_iter=config.power_iters, generator=state.generator,
-            reduction=config.reduction, tol=config.power_tol,
+            reduction=config.reduction, tol=config.power_tol, denoised=denoised,
         )  # fmt: skip
         total = loss + config.lam * penalty.value
         penalty_value, sigma2_max = penalty.value.item(), penalty.sigma2.max().item()

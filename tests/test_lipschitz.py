@@ -221,3 +221,14 @@ def test_penalty_threshold_and_detached_inputs():
     p = fne_penalty(model, x, x + 0.01, eps=-100.0, n_iter=3, generator=torch.Generator().manual_seed(0))
     assert p.value.item() == pytest.approx(101.0)  # max{σ², 1 − ε} with 1 − ε above every σ²
     assert p.sigma2.shape == (3,) and not p.sigma2.requires_grad
+
+
+def test_penalty_reuses_a_given_denoised_batch_exactly():
+    model = DnCNN(depth=3, width=4)
+    x = torch.rand(3, 1, 8, 8)
+    y = x + 0.05
+    a = fne_penalty(model, x, y, eps=0.05, n_iter=4, generator=torch.Generator().manual_seed(0))
+    b = fne_penalty(model, x, y, eps=0.05, n_iter=4, generator=torch.Generator().manual_seed(0), denoised=model(y))
+    assert torch.equal(a.sigma2, b.sigma2) and torch.equal(a.value, b.value)
+    c = fne_penalty(model, x, y, eps=0.05, n_iter=4, generator=torch.Generator().manual_seed(0), denoised=y)
+    assert not torch.equal(a.sigma2, c.sigma2)  # the given batch is really used

@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from lipbench.errors import LipbenchError
-from lipbench.lipschitz.linearize import Function, linearize
+from lipbench.lipschitz.linearize import Function, Linearization, linearize
 
 
 class LipschitzError(LipbenchError):
@@ -68,11 +68,17 @@ def spectral_norm(
     Runs without building a graph and never modifies ``x``.
     """
     check_no_training_batchnorm(f)
+    with torch.no_grad():
+        return power_iteration(linearize(f, x.detach(), method), x, max_iter=max_iter, tol=tol, generator=generator)
+
+
+def power_iteration(
+    lin: Linearization, x: torch.Tensor, *, max_iter: int, tol: float, generator: torch.Generator | None
+) -> SpectralNorm:
+    """Power iteration on JᵀJ of an existing linearization at ``x`` (see :func:`spectral_norm`)."""
     if max_iter < 1:
         raise LipschitzError(f"max_iter must be >= 1, got {max_iter}")
     with torch.no_grad():
-        x = x.detach()
-        lin = linearize(f, x, method)
         u = start_vector(x, generator)
         sigma = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
