@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from lipbench.data.kernels import validate_kernel
@@ -14,31 +16,55 @@ class Blur:
     for an ``s×s`` kernel: PnP-MMO's convention (a flipped kernel, circular convolution).
     Acts on ``B×C×H×W`` tensors of any ``H, W``; the kernel's transform is cached per size,
     device and dtype. ``adjoint`` is the exact adjoint (correlation with the flipped kernel).
+
+    ``kernel`` may also be a sequence of kernels (any odd sizes): sample ``b`` of the batch is then
+    blurred with kernel ``b``, so one batch holds every image × kernel pair of an experiment.
     """
 
-    def __init__(self, kernel: torch.Tensor, *, name: str = "kernel") -> None:
-        self.kernel = validate_kernel(kernel, name)
+    def __init__(self, kernel: torch.Tensor | Sequence[torch.Tensor], *, name: str = "kernel") -> None:
+        self.batched = not isinstance(kernel, torch.Tensor)
+        kernels = list(kernel) if self.batched else [kernel]
+        if not kernels:
+            raise ValueError("Blur needs at least one kernel")
+        self.kernels = [validate_kernel(k, f"{name}[{i}]" if self.batched else name) for i, k in enumerate(kernels)]
         self.name = name
         self._spectra: dict[tuple[int, int, torch.device, torch.dtype], torch.Tensor] = {}
 
+    @property
+    def kernel(self) -> torch.Tensor:
+        """The kernel of a single-kernel operator."""
+        if self.batched:
+            raise AttributeError("a batched Blur has .kernels, not .kernel")
+        return self.kernels[0]
+
+    @staticmethod
+    def _wrapped(kernel: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        s = kernel.shape[0]
+        offsets = torch.arange(s) - (s - 1) // 2
+        rows = (offsets % h)[:, None].expand(s, s)
+        cols = (offsets % w)[None, :].expand(s, s)
+        wrapped = torch.zeros(h, w, dtype=torch.float64)
+        wrapped.index_put_((rows, cols), kernel.double(), accumulate=True)  # folds kernels > image
+        return wrapped
+
     def spectrum(self, shape: tuple[int, int], device: torch.device | str = "cpu", dtype=torch.float32) -> torch.Tensor:
-        """``rfft2`` of the kernel wrapped onto an ``H×W`` grid with its centre at (0, 0)."""
+        """``rfft2`` of the kernel(s) wrapped onto an ``H×W`` grid with the centre at (0, 0):
+        ``H×(W//2+1)``, or ``K×1×H×(W//2+1)`` for ``K`` batched kernels."""
         h, w = shape
         key = (h, w, torch.device(device), dtype)
         if key not in self._spectra:
-            s = self.kernel.shape[0]
-            c = (s - 1) // 2
-            offsets = torch.arange(s) - c
-            rows = (offsets % h)[:, None].expand(s, s)
-            cols = (offsets % w)[None, :].expand(s, s)
-            wrapped = torch.zeros(h, w, dtype=torch.float64)
-            wrapped.index_put_((rows, cols), self.kernel.double(), accumulate=True)  # folds kernels > image
-            self._spectra[key] = torch.fft.rfft2(wrapped).to(device=device, dtype=_complex(dtype))
+            spectra = torch.fft.rfft2(torch.stack([self._wrapped(k, h, w) for k in self.kernels]))
+            spectra = spectra[:, None] if self.batched else spectra[0]
+            self._spectra[key] = spectra.to(device=device, dtype=_complex(dtype))
         return self._spectra[key]
 
     def _apply(self, x: torch.Tensor, conjugate: bool) -> torch.Tensor:
         if x.ndim != 4 or not x.is_floating_point():
             raise ValueError(f"Blur expects a floating-point B×C×H×W tensor, got {tuple(x.shape)} {x.dtype}")
+        if self.batched and x.shape[0] != len(self.kernels):
+            raise ValueError(
+                f"a Blur with {len(self.kernels)} kernels needs a batch of {len(self.kernels)}, got {x.shape[0]}"
+            )
         spec = self.spectrum(tuple(x.shape[-2:]), x.device, x.dtype)
         spec = spec.conj() if conjugate else spec
         return torch.fft.irfft2(torch.fft.rfft2(x) * spec, s=x.shape[-2:])
@@ -52,12 +78,13 @@ class Blur:
         return self._apply(y, conjugate=False)
 
     def norm(self, shape: tuple[int, int] | None = None) -> float:
-        """``‖A‖₂`` on an ``H×W`` grid (default: the kernel's own size) = max |FFT of the kernel|.
+        """``‖A‖₂`` on an ``H×W`` grid (default: the largest kernel's size) = max |FFT of the kernel|
+        (the largest over batched kernels).
 
         Validated kernels are non-negative and sum to 1, so this is 1 on every grid.
         """
-        grid = shape or tuple(self.kernel.shape)
-        return self.spectrum(grid, "cpu", torch.float64).abs().max().item()
+        size = max(k.shape[0] for k in self.kernels)
+        return self.spectrum(shape or (size, size), "cpu", torch.float64).abs().max().item()
 
 
 def _complex(dtype: torch.dtype) -> torch.dtype:

@@ -232,3 +232,28 @@ def test_penalty_reuses_a_given_denoised_batch_exactly():
     assert torch.equal(a.sigma2, b.sigma2) and torch.equal(a.value, b.value)
     c = fne_penalty(model, x, y, eps=0.05, n_iter=4, generator=torch.Generator().manual_seed(0), denoised=y)
     assert not torch.equal(a.sigma2, c.sigma2)  # the given batch is really used
+
+
+@pytest.mark.parametrize("method", ["fast", "autograd"])
+@pytest.mark.parametrize("reflect", [False, True], ids=["J_G", "2J_G-Id"])
+def test_group_mean_spectral_norm_matches_the_exact_svd_and_the_averaging_bound(method, reflect):
+    from lipbench.groups import D4, equivariant
+
+    model = dncnn_leaky()
+    jg = equivariant(model, D4(), "mean")
+    f = Reflected(jg) if reflect else jg
+    x = _input()
+    result = spectral_norm(f, x, max_iter=20000, tol=1e-13, method=method, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(result.sigma, exact_sigma(f, x), rtol=1e-4, atol=0)
+    if not reflect:  # ‖∂J_G(x)‖ ≤ (1/|G|) Σ_g ‖∂J(T_g x)‖ for orthogonal T_g
+        per_g = torch.stack([exact_sigma(model, g.apply(x)) for g in D4().elements()])
+        assert (result.sigma <= per_g.mean(0) * (1 + 1e-9)).all()
+        assert (result.sigma < per_g.mean(0) * 0.999).any()  # strictly smaller for this net
+
+
+def test_random_mode_equivariant_has_no_jacobian():
+    from lipbench.groups import D4, equivariant
+
+    je = equivariant(dncnn_leaky(), D4(), "random", torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="no fixed Jacobian"):
+        spectral_norm(je, _input())

@@ -114,3 +114,20 @@ def test_noise_is_reproducible_and_has_the_right_std():
     state = torch.random.get_rng_state()
     gaussian_noise(x, 0.01, torch.Generator().manual_seed(7))
     assert torch.equal(state, torch.random.get_rng_state())  # the global RNG is untouched
+
+
+def test_batched_kernels_blur_each_sample_with_its_own_kernel():
+    names = ["levin1", "levin4", "gaussian_1_6"]  # 19, 27 and 25 wide
+    kernels = [load_kernel(n) for n in names]
+    x = torch.rand(3, 1, 40, 33, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    y = torch.rand(3, 1, 40, 33, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    batched = Blur(kernels)
+    for b, k in enumerate(kernels):
+        expected = scipy.ndimage.correlate(x[b, 0].numpy(), k.double().numpy(), mode="wrap")
+        np.testing.assert_allclose(batched(x)[b, 0].numpy(), expected, atol=1e-12)
+    assert (batched(x) * y).sum().item() == pytest.approx((x * batched.adjoint(y)).sum().item(), rel=1e-12)
+    assert batched.norm((40, 33)) == pytest.approx(1.0, abs=1e-7)
+    with pytest.raises(ValueError, match="needs a batch of 3"):
+        batched(x[:2])
+    with pytest.raises(AttributeError, match="has .kernels"):
+        _ = batched.kernel
