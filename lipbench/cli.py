@@ -86,6 +86,54 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kernel_sigmas(pairs: Sequence[str]) -> dict[str, float]:
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise LipbenchError(f"--kernel-sigma {pair!r} is not KERNEL=SIGMA (e.g. gaussian_1_6=0.008)")
+    return out
+
+
+def cmd_pnp(args: argparse.Namespace) -> int:
+    from lipbench.restore import PnPSettings, run_pnp, write_pnp_outputs
+
+    settings = PnPSettings(
+        checkpoint=args.checkpoint, dataset=args.dataset, kernels=tuple(args.kernels), sigma=args.sigma,
+        kernel_sigma=_kernel_sigmas(args.kernel_sigma), gamma=args.gamma, x0=args.x0, iters=args.iters,
+        equivariance=args.equivariance, group=args.group, shift_range=tuple(args.shift_range), seed=args.seed,
+        crop=args.crop, clamp=args.clamp, record_every=args.record_every, lipschitz_every=args.lipschitz_every,
+        max_batch=args.max_batch,
+    )  # fmt: skip
+    result = run_pnp(settings, root=args.root, device=args.device)
+    out = Path(args.out)
+    write_pnp_outputs(result, settings, out, fmt=args.format, save_images=args.save_images)
+    summary = result["final"].groupby("kernel", sort=False)[["psnr_input", "psnr", "psnr_best"]].mean()
+    print(summary.to_string(float_format=lambda v: f"{v:.2f}"))
+    print(f"wrote {out / ('records.' + args.format)} ({len(result['records'])} rows) and {out / 'final.csv'}")
+    return 0
+
+
+def cmd_lipschitz(args: argparse.Namespace) -> int:
+    from lipbench.evaluate import LipschitzSettings, evaluate_lipschitz
+    from lipbench.outputs import write_table
+
+    settings = LipschitzSettings(
+        checkpoint=args.checkpoint, dataset=args.dataset, crop=args.crop, sigma=args.sigma, points=tuple(args.points),
+        pnp_final=args.pnp_final, max_iter=args.max_iter, tol=args.tol, seed=args.seed,
+    )  # fmt: skip
+    table = evaluate_lipschitz(settings, root=args.root, device=args.device)
+    path = write_table(table, args.out)
+    summary = table.groupby(["point", "operator"])[["lip_J", "lip2_Q", "iterations_J"]].agg(["mean", "max"])
+    print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
+    print(f"wrote {path} ({len(table)} rows)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lipbench", description="lipbench: Lipschitz-constrained denoisers for plug-and-play restoration."
@@ -150,6 +198,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help="data root (default: $LIPBENCH_DATA, else resources/data)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("pnp", help="PnP-PGD deblurring of a dataset × kernels with one denoiser")
+    p.add_argument("--checkpoint", required=True, help="a model.pt written by `lipbench train`")
+    p.add_argument("--out", required=True, help="folder: records, final.csv, final.pt, images/, settings.json")
+    p.add_argument("--dataset", default="bsd10")
+    p.add_argument("--kernels", nargs="+", default=["levin1"], metavar="KERNEL")
+    p.add_argument("--sigma", type=float, default=0.01, help="measurement noise std")
+    p.add_argument("--kernel-sigma", action="append", default=[], metavar="KERNEL=SIGMA",
+                   help="noise for one kernel (the papers: gaussian_1_6=0.008)")  # fmt: skip
+    p.add_argument("--gamma", type=float, default=1.99, help="step size (paper 1: 1.99; paper 2: 1/‖AᵀA‖ = 1)")
+    p.add_argument("--x0", default="y", choices=["y", "adjoint"])
+    p.add_argument("--iters", type=int, default=300)
+    p.add_argument("--equivariance", default="none", choices=["none", "random", "mean"])
+    p.add_argument("--group", default="d4", help="d4, rotations, flips, shifts, or TURNS+shifts")
+    p.add_argument("--shift-range", type=int, nargs=2, default=[-64, 63], metavar=("LOW", "HIGH"))
+    p.add_argument("--seed", type=int, default=0, help="seed of the random group draws and Lipschitz estimates")
+    p.add_argument("--crop", type=int, help="centre crop size (quick CPU runs)")
+    p.add_argument("--clamp", default="both", choices=["both", "output", "none"],
+                   help="clip J's input and output (paper 1), the iterate only (paper 2), or nothing")  # fmt: skip
+    p.add_argument("--record-every", type=int, default=1)
+    p.add_argument("--lipschitz-every", type=int, default=0, help="‖∂J‖ at J's input every N iterations (0: off)")
+    p.add_argument("--max-batch", type=int, default=16, help="images × kernels per batch")
+    p.add_argument("--format", default="csv", choices=["csv", "parquet"], help="format of the records table")
+    p.add_argument("--save-images", type=int, default=2, metavar="N", help="PNGs of the first N images")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--root", help="data root (default: $LIPBENCH_DATA, else resources/data)")
+    p.set_defaults(func=cmd_pnp)
+
+    p = sub.add_parser("lipschitz", help="‖∂J‖, ‖∂Q‖² per image for J, J at T_g x and the D4 mean J_G")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True, help="output table (.csv or .parquet)")
+    p.add_argument("--dataset", default="bsd10")
+    p.add_argument("--crop", type=int, help="centre crop size (quick CPU runs)")
+    p.add_argument("--sigma", type=float, help="noise of the noisy points (default: the training noise level)")
+    p.add_argument("--points", nargs="+", default=["noisy", "tilde"], choices=["noisy", "tilde", "pnp"])
+    p.add_argument("--pnp-final", help="final.pt of `lipbench pnp` (for --points pnp)")
+    p.add_argument("--max-iter", type=int, default=500)
+    p.add_argument("--tol", type=float, default=1e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--root", help="data root (default: $LIPBENCH_DATA, else resources/data)")
+    p.set_defaults(func=cmd_lipschitz)
     return parser
 
 

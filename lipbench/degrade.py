@@ -3,28 +3,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import torch
-from PIL import Image
 
 from lipbench.data import image_ids, load_images, load_kernel
 from lipbench.errors import LipbenchError
-from lipbench.io import atomic_path, atomic_write
 from lipbench.metrics import psnr, ssim
 from lipbench.observe import centre_crop, observation_seed, observe
+from lipbench.outputs import save_png, write_table
 from lipbench.physics import Blur
-
-
-def save_png(x: torch.Tensor, path: str | os.PathLike[str]) -> None:
-    """Write a ``1×H×W`` or ``3×H×W`` image in [0, 1] as an 8-bit PNG, atomically."""
-    array = (x.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    image = Image.fromarray(array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1))
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
 
 
 def degrade_dataset(
@@ -61,6 +49,5 @@ def degrade_dataset(
             if index < save_images:
                 save_png(y, out / "images" / f"{image_id}_{name}.png")
     table = pd.DataFrame(rows)
-    with atomic_write(out / "observations.csv", "w") as fh:
-        table.to_csv(fh, index=False)
+    write_table(table, out / "observations.csv")
     return table

@@ -92,7 +92,7 @@ def test_penalised_fine_tune_lowers_the_jacobian_norm_on_held_out_patches(tmp_pa
     common += ["--batch-size", "8", "--lr", "1e-3", "--quiet", "--checkpoint-every", "50"]
     assert main(["train", "--out", str(tmp_path / "base"), "--steps", "100", *common]) == 0
     base = tmp_path / "base" / "model.pt"
-    args = ["--steps", "60", "--lam", "1e-2", "--init", str(base), *common]
+    args = ["--steps", "60", "--lam", "5e-2", "--power-iters", "10", "--init", str(base), *common]
     assert main(["train", "--out", str(tmp_path / "lam"), *args]) == 0
 
     held_out = load_images("train400")[350:370]  # never seen in training (first 40 images)
@@ -102,7 +102,7 @@ def test_penalised_fine_tune_lowers_the_jacobian_norm_on_held_out_patches(tmp_pa
     for name in ("base", "lam"):
         model = load_model(tmp_path / name / "model.pt")
         worst[name] = spectral_norm(Reflected(model), y, max_iter=300, tol=1e-5).sigma.square().max().item()
-    assert worst["lam"] < worst["base"] - 0.01  # measured: 1.034 → 1.006
+    assert worst["lam"] < worst["base"] - 0.01  # measured: 1.034 → 1.000
 
 
 def test_bad_settings_are_one_clear_error(tmp_path, capsys):

@@ -61,8 +61,9 @@ def spectral_norm(
 ) -> SpectralNorm:
     """Estimate ‖∂f(x_b)‖₂ for every sample of the batch ``x`` by power iteration on JᵀJ.
 
-    A sample stops (its σ and vector freeze) once its relative change is below ``tol``; the loop
-    ends when every sample has stopped or after ``max_iter`` iterations. ``method``: ``"fast"``
+    A sample stops (its σ and vector freeze) once σ has settled to the relative tolerance ``tol``
+    (its last change and the remaining change extrapolated from the last two, see ``_settled``);
+    the loop ends when every sample has stopped or after ``max_iter`` iterations. ``method``: ``"fast"``
     (conv + ReLU/LeakyReLU stacks), ``"autograd"`` (any ``f``), ``"traced"`` (any traceable ``f``,
     cheaper per iteration after a one-off tracing cost) or ``"auto"`` (fast, else autograd).
     Runs without building a graph and never modifies ``x``.
@@ -70,6 +71,19 @@ def spectral_norm(
     check_no_training_batchnorm(f)
     with torch.no_grad():
         return power_iteration(linearize(f, x.detach(), method), x, max_iter=max_iter, tol=tol, generator=generator)
+
+
+def _settled(step: torch.Tensor, previous: torch.Tensor, sigma: torch.Tensor, tol: float) -> torch.Tensor:
+    """Whether σ has settled to ``tol`` (relative): its last change is below ``tol · σ`` and so is
+    the remaining change extrapolated geometrically from the last two changes, ``step · ρ/(1 − ρ)``
+    with ``ρ = step / previous``. Clustered top singular values (conv nets, group means) make the
+    Rayleigh quotient creep up by tiny steps for hundreds of iterations: the first test alone
+    stops there far too early (measured: at 2 iterations, 1% below the value 1000 iterations give).
+    """
+    ratio = (step / previous.clamp_min(torch.finfo(step.dtype).tiny)).clamp(0, 1 - 1e-6)
+    remaining = step * ratio / (1 - ratio)
+    limit = tol * sigma
+    return (step <= limit) & (remaining <= limit)
 
 
 def power_iteration(
@@ -83,12 +97,15 @@ def power_iteration(
         sigma = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
         tiny = torch.finfo(x.dtype).tiny
+        step = torch.zeros_like(sigma)
         for iteration in range(1, max_iter + 1):
             ju = lin.jvp(u)
             new_sigma = _per_sample_norm(ju)
             z = lin.vjp(ju)
             new_u = z / _expand(_per_sample_norm(z).clamp_min(tiny), z)
-            done = (new_sigma - sigma).abs() <= tol * new_sigma if iteration > 1 else torch.zeros_like(active)
+            new_step = (new_sigma - sigma).abs()
+            done = _settled(new_step, step, new_sigma, tol) if iteration > 2 else torch.zeros_like(active)
+            step = torch.where(active, new_step, step)
             sigma = torch.where(active, new_sigma, sigma)
             u = torch.where(_expand(active, u), new_u, u)
             active = active & ~done

@@ -1,0 +1,114 @@
+"""Lipschitz evaluation of a trained denoiser: ‖∂J‖ and ‖∂Q‖² (Q = 2J − Id) per image.
+
+Points: ``noisy`` (x + σ n, σ the training noise level), ``tilde`` (x̃ = τ J(y) + (1 − τ) x as in
+training) and ``pnp`` (final PnP iterates, from ``lipbench pnp``'s ``final.pt``). Operators: ``J``
+at ``T_g x`` for every ``g`` of D4 (``g = r0`` is ``J`` itself) and the group mean ``J_G``. For
+orthogonal ``T_g``, ‖∂J_G(x)‖ ≤ (1/|G|) Σ_g ‖∂J(T_g x)‖: the ``bound`` column holds that mean.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from lipbench.data import image_ids, load_images
+from lipbench.device import resolve_device
+from lipbench.errors import LipbenchError
+from lipbench.groups import D4, equivariant
+from lipbench.lipschitz import Reflected, interpolate, spectral_norm
+from lipbench.models import load_model, read_checkpoint
+from lipbench.observe import centre_crop
+from lipbench.seeding import derive_seed, generator
+
+POINTS = ("noisy", "tilde", "pnp")
+
+
+@dataclass(frozen=True)
+class LipschitzSettings:
+    checkpoint: str
+    dataset: str = "bsd10"
+    crop: int | None = None
+    sigma: float | None = None  # default: the checkpoint's training noise level
+    points: tuple[str, ...] = ("noisy", "tilde")
+    pnp_final: str | None = None
+    max_iter: int = 500
+    tol: float = 1e-4
+    seed: int = 0
+
+
+def _points(settings: LipschitzSettings, model, ids, images, sigma) -> dict[str, list[torch.Tensor]]:
+    out: dict[str, list[torch.Tensor]] = {}
+    if "noisy" in settings.points or "tilde" in settings.points:
+        noisy = [
+            x + sigma * torch.randn(x.shape, generator=generator("lipschitz-noise", i, sigma, settings.seed))
+            for i, x in zip(ids, images, strict=True)
+        ]
+        out["noisy"] = noisy
+    if "tilde" in settings.points:
+        out["tilde"] = [
+            interpolate(model, x[None], y[None], generator("lipschitz-tau", i, settings.seed))[0]
+            for i, x, y in zip(ids, images, noisy, strict=True)
+        ]
+    if "pnp" in settings.points:
+        if settings.pnp_final is None:
+            raise LipbenchError("point 'pnp' needs --pnp-final (the final.pt written by `lipbench pnp`)")
+        finals = torch.load(settings.pnp_final, map_location="cpu", weights_only=True)
+        for key, x in finals.items():
+            out.setdefault("pnp", []).append(x)
+            out.setdefault("pnp_ids", []).append(key)
+    return {k: v for k, v in out.items() if k in settings.points or k == "pnp_ids"}
+
+
+def _norms(f, x: torch.Tensor, settings: LipschitzSettings) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(derive_seed("lipschitz-start", settings.seed))
+    j = spectral_norm(f, x, max_iter=settings.max_iter, tol=settings.tol, generator=g)
+    q = spectral_norm(Reflected(f), x, max_iter=settings.max_iter, tol=settings.tol, generator=g)
+    return {
+        "lip_J": j.sigma, "lip2_Q": q.sigma.square(), "iterations_J": torch.full_like(j.sigma, j.iterations),
+        "iterations_Q": torch.full_like(q.sigma, q.iterations), "converged": j.converged & q.converged,
+    }  # fmt: skip
+
+
+def evaluate_lipschitz(settings: LipschitzSettings, *, root: str | None = None, device: str = "auto") -> pd.DataFrame:
+    """One row per image × point × operator (see the module docstring)."""
+    dev = resolve_device(device)
+    payload = read_checkpoint(settings.checkpoint)
+    sigma = settings.sigma if settings.sigma is not None else payload.get("train_config", {}).get("sigma", 0.009)
+    model = load_model(settings.checkpoint, map_location=dev)
+    unknown = sorted(set(settings.points) - set(POINTS))
+    if unknown:
+        raise LipbenchError(f"unknown point kind(s) {unknown}: choose from {POINTS}")
+    ids = image_ids(settings.dataset, root)
+    images = load_images(settings.dataset, root)
+    if settings.crop is not None:
+        images = [centre_crop(x, settings.crop) for x in images]
+    points = _points(settings, model, ids, images, sigma)
+    point_ids = points.pop("pnp_ids", None)
+    group, mean = D4(), equivariant(model, D4(), "mean")
+    rows = []
+    for kind, tensors in points.items():
+        names = point_ids if kind == "pnp" else ids
+        by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for n, t in enumerate(tensors):
+            by_shape[tuple(t.shape)].append(n)
+        for members in by_shape.values():
+            x = torch.stack([tensors[n] for n in members]).to(dev)
+            per_g = {str(g): _norms(model, g.apply(x), settings) for g in group.elements()}
+            bound = torch.stack([v["lip_J"] for v in per_g.values()]).mean(0)
+            operators = {**{f"J@{k}": v for k, v in per_g.items()}, "J_G": _norms(mean, x, settings)}
+            for op, values in operators.items():
+                for b, n in enumerate(members):
+                    rows.append(
+                        {
+                            "image": names[n], "point": kind, "operator": "J_G" if op == "J_G" else "J",
+                            "element": "mean" if op == "J_G" else op[2:], "sigma_noise": sigma,
+                            **{k: (v[b].item() if v.dtype != torch.bool else bool(v[b])) for k, v in values.items()},
+                            "bound_J_G": bound[b].item(),
+                        }
+                    )  # fmt: skip
+    table = pd.DataFrame(rows)
+    table[["iterations_J", "iterations_Q"]] = table[["iterations_J", "iterations_Q"]].astype(int)
+    return table

@@ -1,0 +1,179 @@
+"""A PnP deblurring experiment: every image × kernel of a dataset, batched by image shape.
+
+The observation of image ``i`` with kernel ``k`` has noise seeded by ``(i, k, σ)``, so every
+method sees the same ``y``. In random equivariant mode each batch restarts the same seeded
+generator: image ``i`` meets the same ``g_1, g_2, …`` whatever the batching.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+import lipbench
+from lipbench.data import image_ids, load_images, load_kernel
+from lipbench.device import resolve_device
+from lipbench.errors import LipbenchError
+from lipbench.groups import build_group, equivariant
+from lipbench.io import atomic_write
+from lipbench.metrics import psnr, ssim
+from lipbench.models import load_model
+from lipbench.observe import centre_crop, observe
+from lipbench.outputs import save_png, write_json, write_table
+from lipbench.physics import Blur
+from lipbench.pnp import pnp_pgd
+from lipbench.seeding import derive_seed
+
+CLAMPS = ("both", "output", "none")
+EQUIVARIANCE = ("none", "random", "mean")
+
+
+@dataclass(frozen=True)
+class PnPSettings:
+    """One PnP experiment (recorded with its outputs)."""
+
+    checkpoint: str
+    dataset: str = "bsd10"
+    kernels: tuple[str, ...] = ("levin1",)
+    sigma: float = 0.01
+    kernel_sigma: dict[str, float] = field(default_factory=dict)  # per-kernel noise, e.g. gaussian_1_6: 0.008
+    gamma: float = 1.99
+    x0: str = "y"
+    iters: int = 300
+    equivariance: str = "none"
+    group: str = "d4"
+    shift_range: tuple[int, int] = (-64, 63)
+    seed: int = 0
+    crop: int | None = None
+    clamp: str = "both"
+    record_every: int = 1
+    lipschitz_every: int = 0
+    max_batch: int = 16
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.clamp not in CLAMPS:
+            problems.append(f"clamp must be one of {CLAMPS}, got {self.clamp!r}")
+        if self.equivariance not in EQUIVARIANCE:
+            problems.append(f"equivariance must be one of {EQUIVARIANCE}, got {self.equivariance!r}")
+        if self.x0 not in ("y", "adjoint"):
+            problems.append(f"x0 must be 'y' or 'adjoint', got {self.x0!r}")
+        if not self.gamma > 0 or self.iters < 1 or self.max_batch < 1 or self.record_every < 1:
+            problems.append("gamma must be > 0 and iters, max_batch, record_every >= 1")
+        if not self.kernels:
+            problems.append("give at least one kernel")
+        if self.sigma < 0 or any(v < 0 for v in self.kernel_sigma.values()):
+            problems.append("noise levels must be >= 0")
+        unused = sorted(set(self.kernel_sigma) - set(self.kernels))
+        if unused:
+            problems.append(f"--kernel-sigma names kernels that are not run: {unused}")
+        if problems:
+            raise LipbenchError("invalid PnP settings: " + "; ".join(problems))
+
+    @property
+    def method(self) -> str:
+        return "pnp" if self.equivariance == "none" else f"equivariant-{self.equivariance}"
+
+    def noise(self, kernel: str) -> float:
+        return self.kernel_sigma.get(kernel, self.sigma)
+
+
+def _batches(shapes: list[tuple[int, ...]], jobs: list[tuple[int, str]], size: int) -> list[list[tuple[int, str]]]:
+    by_shape: dict[tuple[int, ...], list[tuple[int, str]]] = defaultdict(list)
+    for job in jobs:
+        by_shape[shapes[job[0]]].append(job)
+    return [group[i : i + size] for group in by_shape.values() for i in range(0, len(group), size)]
+
+
+def run_pnp(settings: PnPSettings, *, root: str | None = None, device: str = "auto") -> dict[str, Any]:
+    """Run the experiment; return ``records``, ``final`` (tables) and ``iterates`` (tensors)."""
+    dev = resolve_device(device)
+    model = load_model(settings.checkpoint, map_location=dev)
+    if settings.clamp == "both" and hasattr(model, "clamp"):
+        model.clamp = True  # J's input and output clipped to [0, 1], as in PnP-MMO's test code
+    ids = image_ids(settings.dataset, root)
+    images = load_images(settings.dataset, root)
+    if settings.crop is not None:
+        if not 13 <= settings.crop <= min(min(x.shape[-2:]) for x in images):
+            raise LipbenchError(f"--crop {settings.crop} must lie between 13 and the smallest image side")
+        images = [centre_crop(x, settings.crop) for x in images]
+    kernels = {name: load_kernel(name, root) for name in settings.kernels}
+    group = build_group(settings.group, settings.shift_range) if settings.equivariance != "none" else None
+    jobs = [(i, k) for i in range(len(images)) for k in settings.kernels]
+    records, finals, iterates = [], [], {}
+    for batch in _batches([tuple(x.shape) for x in images], jobs, settings.max_batch):
+        x_true = torch.stack([images[i] for i, _ in batch]).to(dev)
+        A = Blur([kernels[k] for _, k in batch])
+        y = torch.stack([observe(images[i], Blur(kernels[k]), settings.noise(k), ids[i], k) for i, k in batch]).to(dev)
+        denoiser = model
+        if group is not None:
+            g = (
+                torch.Generator().manual_seed(derive_seed("equivariant", settings.seed))
+                if settings.equivariance == "random"
+                else None
+            )
+            denoiser = equivariant(model, group, settings.equivariance, g)
+        result = pnp_pgd(
+            denoiser, A, y, gamma=settings.gamma, iters=settings.iters, x0=settings.x0, x_true=x_true,
+            clamp=settings.clamp != "none", record_every=settings.record_every,
+            lipschitz_every=settings.lipschitz_every, generator=torch.Generator().manual_seed(settings.seed),
+        )  # fmt: skip
+        table = result.records
+        table.insert(0, "image", [ids[batch[b][0]] for b in table["sample"]])
+        table.insert(1, "kernel", [batch[b][1] for b in table["sample"]])
+        records.append(table.drop(columns="sample"))
+        final_psnr, final_ssim = psnr(result.x, x_true).cpu(), ssim(result.x, x_true)
+        y_psnr = psnr(y, x_true).cpu()
+        for b, (i, k) in enumerate(batch):
+            iterates[f"{ids[i]}/{k}"] = result.x[b].cpu()
+            finals.append(
+                {
+                    "image": ids[i], "kernel": k, "sigma": settings.noise(k), "psnr_input": y_psnr[b].item(),
+                    "psnr": final_psnr[b].item(), "ssim": final_ssim[b].item(),
+                }
+            )  # fmt: skip
+    provenance = {"method": settings.method, "dataset": settings.dataset, "seed": settings.seed}
+    order = {(ids[i], k): n for n, (i, k) in enumerate(jobs)}  # dataset order, then the settings' kernel order
+    records_table = pd.concat(records, ignore_index=True)
+    records_table = records_table.iloc[
+        sorted(
+            range(len(records_table)),
+            key=lambda r: (
+                order[records_table.image.iat[r], records_table.kernel.iat[r]],
+                records_table.iteration.iat[r],
+            ),
+        )
+    ]
+    final = pd.DataFrame(finals)
+    final = final.iloc[sorted(range(len(final)), key=lambda r: order[final.image.iat[r], final.kernel.iat[r]])]
+    best = records_table.loc[
+        records_table.groupby(["image", "kernel"]).psnr.idxmax(), ["image", "kernel", "psnr", "iteration"]
+    ]
+    final = final.merge(
+        best.rename(columns={"psnr": "psnr_best", "iteration": "iteration_best"}), on=["image", "kernel"]
+    )
+    for table in (records_table, final):
+        for column, value in reversed(provenance.items()):
+            table.insert(0, column, value)
+    return {"records": records_table.reset_index(drop=True), "final": final, "iterates": iterates}
+
+
+def write_pnp_outputs(
+    result: dict[str, Any], settings: PnPSettings, out: Path, *, fmt: str = "csv", save_images: int = 2
+) -> None:
+    """``records.<fmt>``, ``final.csv``, ``final.pt`` (final iterates), ``settings.json``, PNGs."""
+    write_table(result["records"], out / f"records.{fmt}")
+    write_table(result["final"], out / "final.csv")
+    with atomic_write(out / "final.pt") as fh:
+        torch.save(result["iterates"], fh)
+    first = list(dict.fromkeys(key.split("/")[0] for key in result["iterates"]))[:save_images]
+    for key, x in result["iterates"].items():
+        if key.split("/")[0] in first:
+            save_png(x, out / "images" / f"{key.replace('/', '_')}.png")
+    write_json({**dataclasses.asdict(settings), "lipbench_version": lipbench.__version__}, out / "settings.json")
