@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from skimage.metrics import structural_similarity
 
+SSIM_MIN_SIDE = 11  # the Gaussian window (σ = 1.5, truncated at 3.5σ)
+
 
 def _crop(x: torch.Tensor, crop: int) -> torch.Tensor:
     if crop < 0 or 2 * crop >= min(x.shape[-2:]):
@@ -34,6 +36,8 @@ def ssim(x: torch.Tensor, ref: torch.Tensor, crop: int = 6, data_range: float = 
     """SSIM per image via :func:`skimage.metrics.structural_similarity` (Gaussian weights, as the
     papers' test code); shape ``B``, or 0-d for one ``C×H×W`` image."""
     xb, rb = _batched(x, ref)
+    if min(xb.shape[-2:]) - 2 * crop < SSIM_MIN_SIDE:
+        raise ValueError(f"SSIM needs images of at least {SSIM_MIN_SIDE}×{SSIM_MIN_SIDE} after the {crop}-pixel crop")
     xs = _crop(xb, crop).detach().cpu().double().numpy()
     rs = _crop(rb, crop).detach().cpu().double().numpy()
     values = [

@@ -22,7 +22,7 @@ from lipbench.device import resolve_device
 from lipbench.errors import LipbenchError
 from lipbench.groups import build_group, equivariant
 from lipbench.io import atomic_write
-from lipbench.metrics import psnr, ssim
+from lipbench.metrics import SSIM_MIN_SIDE, psnr, ssim
 from lipbench.models import load_model
 from lipbench.observe import centre_crop, observe
 from lipbench.outputs import save_png, write_json, write_table
@@ -128,7 +128,9 @@ def run_pnp(settings: PnPSettings, *, root: str | None = None, device: str = "au
         table.insert(0, "image", [ids[batch[b][0]] for b in table["sample"]])
         table.insert(1, "kernel", [batch[b][1] for b in table["sample"]])
         records.append(table.drop(columns="sample"))
-        final_psnr, final_ssim = psnr(result.x, x_true).cpu(), ssim(result.x, x_true)
+        final_psnr = psnr(result.x, x_true).cpu()
+        small = min(x_true.shape[-2:]) - 12 < SSIM_MIN_SIDE  # too small for SSIM's window: NaN
+        final_ssim = torch.full((len(batch),), float("nan")) if small else ssim(result.x, x_true)
         y_psnr = psnr(y, x_true).cpu()
         for b, (i, k) in enumerate(batch):
             iterates[f"{ids[i]}/{k}"] = result.x[b].cpu()

@@ -59,3 +59,5 @@ def test_metric_argument_errors():
         psnr(x, torch.rand(1, 1, 10, 11))
     with pytest.raises(ValueError, match="leaves nothing"):
         psnr(x, x, crop=5)
+    with pytest.raises(ValueError, match="at least 11×11 after the 6-pixel crop"):
+        ssim(torch.rand(1, 1, 22, 30), torch.rand(1, 1, 22, 30))

@@ -19,12 +19,14 @@ class LipschitzError(LipbenchError):
 @dataclass(frozen=True)
 class SpectralNorm:
     """``sigma[b]`` ≈ ‖∂f(x_b)‖₂ (a lower bound: a Rayleigh quotient); ``vector[b]`` the unit
-    top right singular vector estimate; ``converged[b]`` whether sample b met ``tol``."""
+    top right singular vector estimate; ``converged[b]`` whether sample b met ``tol``;
+    ``steps[b]`` the iterations sample b used; ``iterations`` the loop's count (their maximum)."""
 
     sigma: torch.Tensor
     vector: torch.Tensor
     iterations: int
     converged: torch.Tensor
+    steps: torch.Tensor
 
 
 def _per_sample_norm(t: torch.Tensor) -> torch.Tensor:
@@ -98,6 +100,7 @@ def power_iteration(
         active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
         tiny = torch.finfo(x.dtype).tiny
         step = torch.zeros_like(sigma)
+        steps = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
         for iteration in range(1, max_iter + 1):
             ju = lin.jvp(u)
             new_sigma = _per_sample_norm(ju)
@@ -107,8 +110,9 @@ def power_iteration(
             done = _settled(new_step, step, new_sigma, tol) if iteration > 2 else torch.zeros_like(active)
             step = torch.where(active, new_step, step)
             sigma = torch.where(active, new_sigma, sigma)
+            steps = torch.where(active, iteration, steps)
             u = torch.where(_expand(active, u), new_u, u)
             active = active & ~done
             if not active.any():
                 break
-    return SpectralNorm(sigma=sigma, vector=u, iterations=iteration, converged=~active)
+    return SpectralNorm(sigma=sigma, vector=u, iterations=iteration, converged=~active, steps=steps)
