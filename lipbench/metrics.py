@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from skimage.metrics import structural_similarity
 
+BORDER = 6  # pixels cropped on each side before PSNR and SSIM, as in the papers' test code
 SSIM_MIN_SIDE = 11  # the Gaussian window (σ = 1.5, truncated at 3.5σ)
 
 
@@ -23,7 +24,7 @@ def _batched(x: torch.Tensor, ref: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return (x[None], ref[None]) if x.ndim == 3 else (x, ref)
 
 
-def psnr(x: torch.Tensor, ref: torch.Tensor, crop: int = 6, data_range: float = 1.0) -> torch.Tensor:
+def psnr(x: torch.Tensor, ref: torch.Tensor, crop: int = BORDER, data_range: float = 1.0) -> torch.Tensor:
     """PSNR in dB per image (shape ``B``; 0-d for one ``C×H×W`` image), computed in float64."""
     xb, rb = _batched(x, ref)
     diff = _crop(xb, crop).double() - _crop(rb, crop).double()
@@ -32,7 +33,7 @@ def psnr(x: torch.Tensor, ref: torch.Tensor, crop: int = 6, data_range: float = 
     return out[0] if x.ndim == 3 else out
 
 
-def ssim(x: torch.Tensor, ref: torch.Tensor, crop: int = 6, data_range: float = 1.0) -> torch.Tensor:
+def ssim(x: torch.Tensor, ref: torch.Tensor, crop: int = BORDER, data_range: float = 1.0) -> torch.Tensor:
     """SSIM per image via :func:`skimage.metrics.structural_similarity` (Gaussian weights, as the
     papers' test code); shape ``B``, or 0-d for one ``C×H×W`` image."""
     xb, rb = _batched(x, ref)

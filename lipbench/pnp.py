@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from lipbench.lipschitz import spectral_norm
-from lipbench.metrics import psnr
+from lipbench.metrics import BORDER, psnr
 from lipbench.physics import Blur
 
 Denoiser = Callable[[torch.Tensor], torch.Tensor]
@@ -45,7 +45,7 @@ def pnp_pgd(
     clamp: bool = True,
     clamp_input: bool = False,
     record_every: int = 1,
-    crop: int = 6,
+    crop: int = BORDER,
     lipschitz_every: int = 0,
     lipschitz_iters: int = 50,
     lipschitz_tol: float = 1e-3,

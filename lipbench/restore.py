@@ -22,7 +22,7 @@ from lipbench.device import resolve_device
 from lipbench.errors import LipbenchError
 from lipbench.groups import build_group, equivariant
 from lipbench.io import atomic_write
-from lipbench.metrics import SSIM_MIN_SIDE, psnr, ssim
+from lipbench.metrics import BORDER, SSIM_MIN_SIDE, psnr, ssim
 from lipbench.models import load_model
 from lipbench.observe import centre_crop, observe
 from lipbench.outputs import save_png, write_json, write_table
@@ -106,6 +106,7 @@ def run_pnp(settings: PnPSettings, *, root: str | None = None, device: str = "au
     kernels = {name: load_kernel(name, root) for name in settings.kernels}
     group = build_group(settings.group, settings.shift_range) if settings.equivariance != "none" else None
     jobs = [(i, k) for i in range(len(images)) for k in settings.kernels]
+    job_index = {job: n for n, job in enumerate(jobs)}
     records, finals, iterates = [], [], {}
     for batch in _batches([tuple(x.shape) for x in images], jobs, settings.max_batch):
         x_true = torch.stack([images[i] for i, _ in batch]).to(dev)
@@ -125,45 +126,41 @@ def run_pnp(settings: PnPSettings, *, root: str | None = None, device: str = "au
             lipschitz_every=settings.lipschitz_every, generator=torch.Generator().manual_seed(settings.seed),
         )  # fmt: skip
         table = result.records
+        table.insert(0, "job", [job_index[batch[b]] for b in table["sample"]])
         table.insert(0, "image", [ids[batch[b][0]] for b in table["sample"]])
         table.insert(1, "kernel", [batch[b][1] for b in table["sample"]])
         records.append(table.drop(columns="sample"))
         final_psnr = psnr(result.x, x_true).cpu()
-        small = min(x_true.shape[-2:]) - 12 < SSIM_MIN_SIDE  # too small for SSIM's window: NaN
+        small = min(x_true.shape[-2:]) - 2 * BORDER < SSIM_MIN_SIDE  # too small for SSIM's window: NaN
         final_ssim = torch.full((len(batch),), float("nan")) if small else ssim(result.x, x_true)
         y_psnr = psnr(y, x_true).cpu()
         for b, (i, k) in enumerate(batch):
             iterates[f"{ids[i]}/{k}"] = result.x[b].cpu()
             finals.append(
                 {
-                    "image": ids[i], "kernel": k, "sigma": settings.noise(k), "psnr_input": y_psnr[b].item(),
-                    "psnr": final_psnr[b].item(), "ssim": final_ssim[b].item(),
+                    "job": job_index[i, k], "image": ids[i], "kernel": k, "sigma": settings.noise(k),
+                    "psnr_input": y_psnr[b].item(), "psnr": final_psnr[b].item(), "ssim": final_ssim[b].item(),
                 }
             )  # fmt: skip
     provenance = {"method": settings.method, "dataset": settings.dataset, "seed": settings.seed}
-    order = {(ids[i], k): n for n, (i, k) in enumerate(jobs)}  # dataset order, then the settings' kernel order
-    records_table = pd.concat(records, ignore_index=True)
-    records_table = records_table.iloc[
-        sorted(
-            range(len(records_table)),
-            key=lambda r: (
-                order[records_table.image.iat[r], records_table.kernel.iat[r]],
-                records_table.iteration.iat[r],
-            ),
-        )
-    ]
-    final = pd.DataFrame(finals)
-    final = final.iloc[sorted(range(len(final)), key=lambda r: order[final.image.iat[r], final.kernel.iat[r]])]
+    # dataset order, then the settings' kernel order, whatever the batching
+    records_table = pd.concat(records, ignore_index=True).sort_values(["job", "iteration"], kind="stable")
+    final = pd.DataFrame(finals).sort_values("job", kind="stable")
     best = records_table.loc[
         records_table.groupby(["image", "kernel"]).psnr.idxmax(), ["image", "kernel", "psnr", "iteration"]
     ]
     final = final.merge(
         best.rename(columns={"psnr": "psnr_best", "iteration": "iteration_best"}), on=["image", "kernel"]
     )
+    records_table, final = records_table.drop(columns="job"), final.drop(columns="job")
     for table in (records_table, final):
         for column, value in reversed(provenance.items()):
             table.insert(0, column, value)
-    return {"records": records_table.reset_index(drop=True), "final": final, "iterates": iterates}
+    return {
+        "records": records_table.reset_index(drop=True),
+        "final": final.reset_index(drop=True),
+        "iterates": iterates,
+    }
 
 
 def write_pnp_outputs(
