@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from lipbench.lipschitz import linearize
@@ -43,30 +44,13 @@ def test_baseline_forward_backward(benchmark, dncnn17, batch):
     benchmark.pedantic(forward_backward, (dncnn17, x), **ROUNDS)
 
 
-def test_fast_path(benchmark, dncnn17, batch):
+@pytest.mark.parametrize(("method", "goal"), [("fast", 1.0), ("autograd", 1.4), ("traced", None)])
+def test_linearization(benchmark, dncnn17, batch, method, goal):
     name, x = batch
     benchmark.group = f"power-iteration[{name}]"
-    benchmark.extra_info["goal"] = 1.0
-    lin = linearize(dncnn17, x, "fast")
-    u = torch.randn_like(x)
-    with torch.no_grad():
-        benchmark.pedantic(_power_iteration, (lin, u), **ROUNDS)
-
-
-def test_autograd_path(benchmark, dncnn17, batch):
-    name, x = batch
-    benchmark.group = f"power-iteration[{name}]"
-    benchmark.extra_info["goal"] = 1.4
-    lin = linearize(dncnn17, x, "autograd")
-    u = torch.randn_like(x)
-    with torch.no_grad():
-        benchmark.pedantic(_power_iteration, (lin, u), **ROUNDS)
-
-
-def test_traced_path(benchmark, dncnn17, batch):
-    name, x = batch
-    benchmark.group = f"power-iteration[{name}]"
-    lin = linearize(dncnn17, x, "traced")
+    if goal is not None:
+        benchmark.extra_info["goal"] = goal
+    lin = linearize(dncnn17, x, method)
     u = torch.randn_like(x)
     with torch.no_grad():
         benchmark.pedantic(_power_iteration, (lin, u), **ROUNDS)
