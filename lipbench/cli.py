@@ -134,6 +134,17 @@ def cmd_lipschitz(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_aggregate(args: argparse.Namespace) -> int:
+    from lipbench.aggregate import aggregate, provenance
+
+    prov = provenance(args.config_name, args.config_hash, args.device)
+    tables = aggregate(args.finals, args.records, args.lipschitz, Path(args.out), prov)
+    for name, table in tables.items():
+        print(f"{name}: {len(table)} rows")
+    print(f"wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lipbench", description="lipbench: Lipschitz-constrained denoisers for plug-and-play restoration."
@@ -240,6 +251,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--root", help="data root (default: $LIPBENCH_DATA, else resources/data)")
     p.set_defaults(func=cmd_lipschitz)
+
+    p = sub.add_parser("aggregate", help="results table with provenance + Lipschitz, PSNR, convergence tables")
+    p.add_argument("--finals", nargs="+", required=True, help="final.csv files of `lipbench pnp`")
+    p.add_argument("--records", nargs="+", required=True, help="records files of `lipbench pnp`")
+    p.add_argument("--lipschitz", nargs="+", required=True, help="tables of `lipbench lipschitz`")
+    p.add_argument("--out", required=True, help="folder for the tables (CSV, Markdown, LaTeX) and results.csv")
+    p.add_argument("--config-name", default="adhoc", help="recorded in the provenance columns")
+    p.add_argument("--config-hash", default="", help="hash of the effective configuration (recorded)")
+    p.add_argument("--device", default="cpu", help="device recorded in the provenance columns")
+    p.set_defaults(func=cmd_aggregate)
     return parser
 
 

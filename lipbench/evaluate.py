@@ -125,4 +125,6 @@ def evaluate_lipschitz(settings: LipschitzSettings, *, root: str | None = None, 
                             "bound_J_G": bound[b].item(),
                         }
                     )  # fmt: skip
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table.insert(0, "lam", payload.get("train_config", {}).get("lam", float("nan")))
+    return table

@@ -23,7 +23,7 @@ from lipbench.errors import LipbenchError
 from lipbench.groups import build_group, equivariant
 from lipbench.io import atomic_write
 from lipbench.metrics import BORDER, SSIM_MIN_SIDE, psnr, ssim
-from lipbench.models import load_model
+from lipbench.models import load_model, read_checkpoint
 from lipbench.observe import centre_crop, observe
 from lipbench.outputs import save_png, write_json, write_table
 from lipbench.physics import Blur
@@ -142,7 +142,8 @@ def run_pnp(settings: PnPSettings, *, root: str | None = None, device: str = "au
                     "psnr_input": y_psnr[b].item(), "psnr": final_psnr[b].item(), "ssim": final_ssim[b].item(),
                 }
             )  # fmt: skip
-    provenance = {"method": settings.method, "dataset": settings.dataset, "seed": settings.seed}
+    lam = read_checkpoint(settings.checkpoint).get("train_config", {}).get("lam", float("nan"))
+    provenance = {"lam": lam, "method": settings.method, "dataset": settings.dataset, "seed": settings.seed}
     # dataset order, then the settings' kernel order, whatever the batching
     records_table = pd.concat(records, ignore_index=True).sort_values(["job", "iteration"], kind="stable")
     final = pd.DataFrame(finals).sort_values("job", kind="stable")

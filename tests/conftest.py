@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The real datasets (``$LIPBENCH_DATA``, else ``resources/data``); tests fail, not skip, without them."""
-    root = Path(os.environ.get("LIPBENCH_DATA") or REPO / "resources" / "data")
+    root = Path(os.environ.get("LIPBENCH_DATA") or REPO / "resources" / "data").resolve()
     if not (root / "BSDS500" / "val").is_dir():
         pytest.fail(f"no data at {root}: run `lipbench fetch --all` or set LIPBENCH_DATA (see README)")
     return root

@@ -1,0 +1,27 @@
+# lipbench: train denoisers over a λ grid, measure their Lipschitz constants, run PnP and
+# equivariant PnP, aggregate. `snakemake --cores all` (config/config.yaml), or
+# `snakemake --cores all --configfile config/ci.yaml`. Every step is a `lipbench` command.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/lipschitz.smk"
+include: "workflow/rules/pnp.smk"
+include: "workflow/rules/aggregate.smk"
+
+
+rule all:
+    input:
+        expand(f"{OUT}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "md", "tex"]),
+        f"{OUT}/tables/results.csv",
+    default_target: True

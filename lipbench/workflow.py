@@ -1,0 +1,95 @@
+"""Pure helpers of the Snakemake workflow: code hashes and the command-line arguments of each
+step, built from the (schema-validated) configuration."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+PACKAGE = Path(__file__).resolve().parent
+CODE_ROOT_VAR = "LIPBENCH_CODE_ROOT"  # hash another copy of the package (tests of the rerun logic)
+EQUIVARIANCE = {"standard": "none", "random": "random", "mean": "mean"}
+COMMON_CODE = ("data", "models", "io.py", "cli.py", "device.py", "seeding.py", "errors.py")
+
+
+def code_hash(*parts: str) -> str:
+    """SHA-256 (16 hex digits) of the lipbench modules a rule runs, files or folders under
+    ``lipbench/``: a ``params`` entry, so editing that code reruns exactly the rules using it."""
+    root = Path(os.environ.get(CODE_ROOT_VAR) or PACKAGE)
+    digest = hashlib.sha256()
+    for part in sorted(set(parts)):
+        path = root / part
+        if not path.exists():
+            raise FileNotFoundError(f"code_hash: {path} does not exist")
+        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            digest.update(file.relative_to(root).as_posix().encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def lam_label(lam: float) -> str:
+    """The λ of a path: ``0``, ``0.01``, ``1e-05``."""
+    return f"{lam:g}"
+
+
+def root_arg(config: dict[str, Any]) -> str:
+    root = config["data"].get("root")
+    return f"--root {root}" if root else ""
+
+
+def train_args(config: dict[str, Any], steps: int, lr: float) -> str:
+    m, t = config["model"], config["train"]
+    args = [
+        f"--model {m.get('name', 'dncnn')} --depth {m['depth']} --width {m['width']}",
+        f"--activation {m.get('activation', 'leaky_relu')} --dataset {t['dataset']}",
+        f"--patch-size {t.get('patch_size', 40)} --batch-size {t.get('batch_size', 16)}",
+        f"--sigma {t.get('sigma', 0.009)} --loss {t.get('loss', 'l2')} --lr {lr}",
+        f"--eps {t.get('eps', 0.05)} --power-iters {t.get('power_iters', 5)} --seed {t.get('seed', 0)}",
+        f"--steps {steps} --device {config['device']} --quiet",
+    ]
+    if t.get("max_images"):
+        args.append(f"--max-images {t['max_images']}")
+    if t.get("lr_step"):
+        args.append(f"--lr-step {t['lr_step']}")
+    return " ".join([*args, root_arg(config)]).strip()
+
+
+def base_args(config: dict[str, Any]) -> str:
+    t = config["train"]
+    return train_args(config, t["base_steps"], t.get("lr", 1e-4))
+
+
+def finetune_args(config: dict[str, Any]) -> str:
+    t = config["train"]
+    return train_args(config, t["finetune_steps"], t.get("finetune_lr") or t.get("lr", 1e-4))
+
+
+def pnp_args(config: dict[str, Any]) -> str:
+    p = config["pnp"]
+    args = [
+        f"--dataset {p.get('dataset', 'bsd10')} --kernels {' '.join(p['kernels'])} --sigma {p.get('sigma', 0.01)}",
+        f"--gamma {p.get('gamma', 1.99)} --x0 {p.get('x0', 'y')} --iters {p['iters']} --group {p.get('group', 'd4')}",
+        f"--clamp {p.get('clamp', 'both')} --seed {p.get('seed', 0)} --device {config['device']}",
+    ]
+    args += [f"--kernel-sigma {k}={v}" for k, v in p.get("kernel_sigma", {}).items()]
+    if p.get("crop"):
+        args.append(f"--crop {p['crop']}")
+    return " ".join([*args, root_arg(config)]).strip()
+
+
+def lipschitz_args(config: dict[str, Any]) -> str:
+    q = config["lipschitz"]
+    args = [
+        f"--dataset {q.get('dataset', 'bsd10')} --points {' '.join(q.get('points', ['noisy', 'tilde']))}",
+        f"--tol {q.get('tol', 1e-4)} --max-iter {q.get('max_iter', 500)} --device {config['device']}",
+    ]
+    if q.get("crop"):
+        args.append(f"--crop {q['crop']}")
+    return " ".join([*args, root_arg(config)]).strip()

@@ -1,0 +1,117 @@
+"""The Snakemake workflow: config validation, the ci run end to end, and code-driven reruns."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from lipbench.workflow import code_hash, finetune_args, lam_label, pnp_args
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", "2"]
+
+
+def _workdir(tmp_path: Path, config: dict | None = None) -> Path:
+    (tmp_path / "config").mkdir(parents=True)
+    shutil.copy(REPO / "config" / "config.yaml", tmp_path / "config")
+    shutil.copytree(REPO / "profiles", tmp_path / "profiles")
+    ci = yaml.safe_load((REPO / "config" / "ci.yaml").read_text())
+    (tmp_path / "config" / "ci.yaml").write_text(yaml.safe_dump(config or ci))
+    return tmp_path
+
+
+def _snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    cmd = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(workdir / "config" / "ci.yaml"), *args]
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # the `lipbench` script
+    return subprocess.run(
+        cmd, capture_output=True, text=True, env={**os.environ, "PATH": path, **(env or {})}, cwd=workdir
+    )
+
+
+def _ci() -> dict:
+    return yaml.safe_load((REPO / "config" / "ci.yaml").read_text())
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c["train"].update(lamda=[0.1]), "'lamda' was unexpected"),
+        (lambda c: c["train"].update(lambdas=[0.0, -1.0]), "-1.0 is less than the minimum of 0"),
+        (lambda c: c["train"].update(lambdas=[0.01]), "lambdas"),
+        (lambda c: c["pnp"].update(methods=["fancy"]), "'fancy' is not one of"),
+        (lambda c: c.update(device="tpu"), "'tpu' does not match"),
+    ],
+)
+def test_bad_config_stops_before_any_job(tmp_path, edit, message):
+    config = _ci()
+    edit(config)
+    workdir = _workdir(tmp_path, config)
+    proc = _snakemake(workdir, "-n")
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not (workdir / "results").exists()
+
+
+def test_ci_config_runs_end_to_end_and_reruns_only_what_code_changes_touch(tmp_path):
+    workdir = _workdir(tmp_path / "run")
+    proc = _snakemake(workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tables = workdir / "results" / "ci" / "tables"
+    for name in ("lipschitz", "psnr", "convergence"):
+        assert all((tables / f"{name}.{ext}").is_file() for ext in ("csv", "md", "tex"))
+    lip = pd.read_csv(tables / "lipschitz.csv")
+    worst = lip[(lip.operator == "J") & (lip.point == "noisy")].set_index("lam").lip2_Q_max
+    assert worst.is_monotonic_decreasing and worst.iloc[-1] < worst.iloc[0]
+    results = pd.read_csv(tables / "results.csv")
+    assert {"git_commit", "lipbench_version", "torch_version", "device", "config_hash"} <= set(results.columns)
+    assert "Nothing to be done" in _snakemake(workdir).stdout + _snakemake(workdir).stderr
+
+    # an identical copy of the code plans nothing; editing the PnP module reruns PnP and the
+    # aggregation, not training or the Lipschitz estimates
+    code = tmp_path / "code"
+    shutil.copytree(REPO / "lipbench", code, ignore=shutil.ignore_patterns("__pycache__"))
+    same = _snakemake(workdir, "-n", "--quiet", "rules", env={"LIPBENCH_CODE_ROOT": str(code)})
+    assert same.returncode == 0 and _planned(same.stdout + same.stderr) == {}
+    with open(code / "pnp.py", "a") as fh:
+        fh.write("\n# an edit\n")
+    plan = _snakemake(workdir, "-n", "--quiet", "rules", env={"LIPBENCH_CODE_ROOT": str(code)})
+    assert plan.returncode == 0, plan.stderr
+    assert _planned(plan.stdout + plan.stderr) == {"pnp": 4, "aggregate": 1, "all": 1}
+
+
+def _planned(text: str) -> dict[str, int]:
+    """The job counts of Snakemake's "Job stats" table."""
+    counts = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_code_hash_follows_the_code(tmp_path, monkeypatch):
+    code = tmp_path / "lipbench"
+    shutil.copytree(REPO / "lipbench", code, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setenv("LIPBENCH_CODE_ROOT", str(code))
+    before = code_hash("pnp.py", "data")
+    assert code_hash("data", "pnp.py") == before  # order does not matter
+    (code / "data" / "images.py").write_text((code / "data" / "images.py").read_text() + "\n")
+    assert code_hash("pnp.py", "data") != before and code_hash("pnp.py") == code_hash("pnp.py")
+    with pytest.raises(FileNotFoundError, match="nope.py"):
+        code_hash("nope.py")
+
+
+def test_step_arguments_follow_the_config():
+    config = _ci()
+    assert lam_label(0.0) == "0" and lam_label(1e-5) == "1e-05"
+    args = finetune_args(config)
+    assert "--steps 30" in args and "--lr 0.001" in args and "--max-images 20" in args
+    p = pnp_args(config)
+    assert "--kernels levin1 gaussian_1_6" in p and "--kernel-sigma gaussian_1_6=0.008" in p and "--crop 32" in p

@@ -1,0 +1,25 @@
+import os
+
+
+rule aggregate:
+    input:
+        finals=expand(f"{OUT}/pnp/lam{{lam}}/{{method}}/final.csv", lam=LAMBDAS, method=METHODS),
+        records=expand(f"{OUT}/pnp/lam{{lam}}/{{method}}/records.csv", lam=LAMBDAS, method=METHODS),
+        lipschitz=expand(f"{OUT}/lipschitz/lam{{lam}}.csv", lam=LAMBDAS),
+    output:
+        expand(f"{OUT}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "md", "tex"]),
+        f"{OUT}/tables/results.csv",
+    log:
+        f"{OUT}/logs/aggregate.log",
+    params:
+        folder=lambda wildcards, output: os.path.dirname(output[0]),
+        name=config["name"],
+        device=config["device"],
+        config_hash=CONFIG_HASH,
+        code=code_hash("aggregate.py", "outputs.py", "cli.py"),
+    conda:
+        ENV
+    shell:
+        "lipbench aggregate --finals {input.finals} --records {input.records} --lipschitz {input.lipschitz}"
+        " --out {params.folder} --config-name {params.name} --device {params.device}"
+        " --config-hash {params.config_hash} > {log} 2>&1"

@@ -1,0 +1,14 @@
+# Shared definitions: output root, λ labels, code hashes (helpers live in lipbench/workflow.py).
+from lipbench.workflow import COMMON_CODE, EQUIVARIANCE, code_hash, config_hash, lam_label
+
+OUT = f"results/{config['name']}"
+LAMBDAS = [lam_label(lam) for lam in config["train"]["lambdas"]]
+METHODS = config["pnp"]["methods"]
+TABLES = ["lipschitz", "psnr", "convergence"]
+CONFIG_HASH = config_hash(config)
+ENV = "../../environment.yml"
+
+
+wildcard_constraints:
+    lam=r"[0-9.e+-]+",
+    method="|".join(EQUIVARIANCE),

@@ -1,0 +1,16 @@
+from lipbench.workflow import root_arg
+
+
+rule verify_data:
+    output:
+        f"{OUT}/data/verified.txt",
+    log:
+        f"{OUT}/logs/verify_data.log",
+    params:
+        sources=" ".join(config["data"]["sources"]),
+        root=root_arg(config),
+        code=code_hash("data", "cli.py"),
+    conda:
+        ENV
+    shell:
+        "lipbench verify {params.root} --only {params.sources} > {output} 2> {log}"

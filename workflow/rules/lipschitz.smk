@@ -1,0 +1,21 @@
+from lipbench.workflow import lipschitz_args
+
+
+rule lipschitz:
+    input:
+        f"{OUT}/models/lam{{lam}}/model.pt",
+    output:
+        f"{OUT}/lipschitz/lam{{lam}}.csv",
+    log:
+        f"{OUT}/logs/lipschitz/lam{{lam}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/lipschitz/lam{{lam}}.tsv"
+    params:
+        args=lipschitz_args(config),
+        code=code_hash("evaluate.py", "lipschitz", "groups.py", "observe.py", "outputs.py", *COMMON_CODE),
+    resources:
+        gpu=1,
+    conda:
+        ENV
+    shell:
+        "lipbench lipschitz --checkpoint {input} --out {output} {params.args} > {log} 2>&1"

@@ -1,0 +1,30 @@
+import os
+
+from lipbench.workflow import pnp_args
+
+
+rule pnp:
+    input:
+        f"{OUT}/models/lam{{lam}}/model.pt",
+    output:
+        final=f"{OUT}/pnp/lam{{lam}}/{{method}}/final.csv",
+        records=f"{OUT}/pnp/lam{{lam}}/{{method}}/records.csv",
+    log:
+        f"{OUT}/logs/pnp/lam{{lam}}_{{method}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/pnp/lam{{lam}}_{{method}}.tsv"
+    params:
+        folder=lambda wildcards, output: os.path.dirname(output.final),
+        equivariance=lambda wildcards: EQUIVARIANCE[wildcards.method],
+        args=pnp_args(config),
+        code=code_hash(
+            "restore.py", "pnp.py", "groups.py", "physics.py", "metrics.py", "observe.py", "outputs.py", "lipschitz",
+            *COMMON_CODE,
+        ),
+    resources:
+        gpu=1,
+    conda:
+        ENV
+    shell:
+        "lipbench pnp --checkpoint {input} --out {params.folder} --equivariance {params.equivariance} {params.args}"
+        " > {log} 2>&1"
