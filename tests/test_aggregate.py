@@ -1,0 +1,80 @@
+"""Aggregation of synthetic results against values computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from lipbench.aggregate import aggregate, convergence_stats, convergence_table, provenance, psnr_table
+
+
+def _records() -> pd.DataFrame:
+    rows = []
+    curves = {"a": [1e-2, 5e-3, 6e-3, 5e-5, 1e-5], "b": [1e-2, 1e-3, 2e-3, 3e-3, 1e-3]}
+    for image, curve in curves.items():
+        for k, c in enumerate(curve, start=1):
+            rows.append(
+                {
+                    "lam": 0.0,
+                    "method": "pnp",
+                    "image": image,
+                    "kernel": "levin1",
+                    "iteration": k,
+                    "c": c,
+                    "psnr": 20 + k,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_convergence_statistics():
+    stats = convergence_stats(_records()).set_index("image")
+    assert stats.loc["a", "c_final"] == 1e-5 and stats.loc["a", "increases"] == 1 and stats.loc["a", "first_below"] == 4
+    assert stats.loc["b", "increases"] == 2 and math.isnan(stats.loc["b", "first_below"])
+    table = convergence_table(stats.reset_index())
+    assert table.first_below_1e4.item() == "not reached" and table.increases.item() == 1.5
+    only_a = convergence_table(stats.reset_index().query("image == 'a'"))
+    assert only_a.first_below_1e4.item() == "4"
+
+
+def test_psnr_table_has_a_blurred_input_row():
+    final = pd.DataFrame(
+        {
+            "lam": [0.0, 0.0, 0.1, 0.1], "method": ["pnp"] * 4, "image": ["a", "b", "a", "b"], "kernel": ["k"] * 4,
+            "psnr": [30.0, 32.0, 31.0, 33.0], "psnr_best": [31.0, 33.0, 31.0, 33.0], "ssim": [0.8] * 4,
+            "psnr_input": [20.0, 22.0, 20.0, 22.0],
+        }
+    )  # fmt: skip
+    table = psnr_table(final)
+    row = table[(table["lam"] == 0.1) & (table.method == "pnp")].iloc[0]
+    assert row.psnr == 32.0 and row.psnr_std == pytest.approx(2**0.5)
+    blurred = table[table.method == "blurred input"].iloc[0]
+    assert blurred.psnr == 21.0 and math.isnan(blurred["lam"])
+
+
+def test_aggregate_writes_every_format(tmp_path):
+    recs = _records()
+    final = pd.DataFrame(
+        {"lam": [0.0, 0.0], "method": ["pnp"] * 2, "image": ["a", "b"], "kernel": ["levin1"] * 2,
+         "psnr": [25.0, 26.0], "psnr_best": [25.0, 26.0], "ssim": [0.7, 0.8], "psnr_input": [20.0, 21.0]}
+    )  # fmt: skip
+    lip = pd.DataFrame(
+        {"lam": [0.0, 0.0], "image": ["a", "a"], "point": ["noisy"] * 2, "operator": ["J", "J_G"],
+         "element": ["r0", "mean"], "lip_J": [1.1, 1.0], "lip2_Q": [1.3, 1.05]}
+    )  # fmt: skip
+    paths = {}
+    for name, table in {"final": final, "records": recs, "lip": lip}.items():
+        paths[name] = tmp_path / f"{name}.csv"
+        table.to_csv(paths[name], index=False)
+    prov = provenance("test", "abc123", "cpu")
+    tables = aggregate([paths["final"]], [paths["records"]], [paths["lip"]], tmp_path / "out", prov)
+    for name in ("lipschitz", "psnr", "convergence"):
+        for ext in ("csv", "md", "tex"):
+            assert (tmp_path / "out" / f"{name}.{ext}").stat().st_size > 0
+    assert "\\toprule" in (tmp_path / "out" / "psnr.tex").read_text()
+    assert tables["lipschitz"].set_index("operator").loc["J_G", "lip2_Q_max"] == 1.05
+    results = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert set(results.metric) >= {"psnr", "c_final", "lip_J", "lip2_Q"}
+    assert (results.config_hash == "abc123").all() and results.lipbench_version.notna().all()
