@@ -18,10 +18,15 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/lipschitz.smk"
 include: "workflow/rules/pnp.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/figures.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 rule all:
     input:
         expand(f"{OUT}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "md", "tex"]),
         f"{OUT}/tables/results.csv",
+        expand(f"{OUT}/figures/{{figure}}.{{ext}}", figure=FIGURES, ext=["pdf", "png"]),
     default_target: True

@@ -145,6 +145,26 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_figures(args: argparse.Namespace) -> int:
+    from lipbench.figures import make_figures
+
+    names = make_figures([Path(d) for d in args.pnp], [Path(p) for p in args.lipschitz], Path(args.out), args.root)
+    print(f"wrote {', '.join(names)} (PDF and PNG) to {args.out}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from lipbench.compare import compare_files, parse_tolerances
+
+    report, compared = compare_files(args.baseline, args.new, parse_tolerances(args.tolerance))
+    if report.empty:
+        print(f"no regression: {compared} values within tolerance")
+        return 0
+    print(report.to_string(index=False, max_rows=60))
+    print(f"{len(report)} of {compared} values regressed (beyond tolerance or missing)", file=sys.stderr)
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lipbench", description="lipbench: Lipschitz-constrained denoisers for plug-and-play restoration."
@@ -261,6 +281,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config-hash", default="", help="hash of the effective configuration (recorded)")
     p.add_argument("--device", default="cpu", help="device recorded in the provenance columns")
     p.set_defaults(func=cmd_aggregate)
+
+    p = sub.add_parser("figures", help="the papers' figures (PDF + PNG) from PnP folders and Lipschitz tables")
+    p.add_argument("--pnp", nargs="+", required=True, help="output folders of `lipbench pnp`")
+    p.add_argument("--lipschitz", nargs="+", required=True, help="tables of `lipbench lipschitz`")
+    p.add_argument("--out", required=True)
+    p.add_argument("--root", help="data root (default: $LIPBENCH_DATA, else resources/data)")
+    p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("compare", help="metric regression: compare two results.csv tables; exit 1 on a regression")
+    p.add_argument("baseline", help="reference results.csv (e.g. tests/golden/ci/results.csv)")
+    p.add_argument("new", help="results.csv to check")
+    p.add_argument("--tolerance", action="append", default=[], metavar="METRIC=VALUE",
+                   help="override a tolerance: psnr=0.2 (absolute) or lip_J=2%% (relative)")  # fmt: skip
+    p.set_defaults(func=cmd_compare)
     return parser
 
 

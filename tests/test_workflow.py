@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from lipbench.figures import FIGURES
 from lipbench.workflow import code_hash, finetune_args, lam_label, pnp_args
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,6 +72,16 @@ def test_ci_config_runs_end_to_end_and_reruns_only_what_code_changes_touch(tmp_p
     assert worst.is_monotonic_decreasing and worst.iloc[-1] < worst.iloc[0]
     results = pd.read_csv(tables / "results.csv")
     assert {"git_commit", "lipbench_version", "torch_version", "device", "config_hash"} <= set(results.columns)
+    figures = workdir / "results" / "ci" / "figures"
+    assert all((figures / f"{f}.{ext}").stat().st_size > 1000 for f in FIGURES for ext in ("pdf", "png"))
+    # the metrics match the golden table (lipbench compare exits 0), and the report builds offline
+    golden = REPO / "tests" / "golden" / "ci" / "results.csv"
+    compared = subprocess.run(
+        [sys.executable, "-m", "lipbench.cli", "compare", str(golden), str(tables / "results.csv")]
+    )
+    assert compared.returncode == 0
+    report = _snakemake(workdir, "--report", str(workdir / "report.html"))
+    assert report.returncode == 0 and (workdir / "report.html").stat().st_size > 100_000
     assert "Nothing to be done" in _snakemake(workdir).stdout + _snakemake(workdir).stderr
 
     # an identical copy of the code plans nothing; editing the PnP module reruns PnP and the
@@ -83,7 +94,7 @@ def test_ci_config_runs_end_to_end_and_reruns_only_what_code_changes_touch(tmp_p
         fh.write("\n# an edit\n")
     plan = _snakemake(workdir, "-n", "--quiet", "rules", env={"LIPBENCH_CODE_ROOT": str(code)})
     assert plan.returncode == 0, plan.stderr
-    assert _planned(plan.stdout + plan.stderr) == {"pnp": 4, "aggregate": 1, "all": 1}
+    assert _planned(plan.stdout + plan.stderr) == {"pnp": 4, "aggregate": 1, "figures": 1, "all": 1}
 
 
 def _planned(text: str) -> dict[str, int]:

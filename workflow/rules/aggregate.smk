@@ -7,7 +7,11 @@ rule aggregate:
         records=expand(f"{OUT}/pnp/lam{{lam}}/{{method}}/records.csv", lam=LAMBDAS, method=METHODS),
         lipschitz=expand(f"{OUT}/lipschitz/lam{{lam}}.csv", lam=LAMBDAS),
     output:
-        expand(f"{OUT}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "md", "tex"]),
+        [
+            report(f"{OUT}/tables/{table}.csv", caption="../report/table.rst", category="Tables", labels={"table": table})
+            for table in TABLES
+        ],
+        expand(f"{OUT}/tables/{{table}}.{{ext}}", table=TABLES, ext=["md", "tex"]),
         f"{OUT}/tables/results.csv",
     log:
         f"{OUT}/logs/aggregate.log",

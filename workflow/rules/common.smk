@@ -5,6 +5,7 @@ OUT = f"results/{config['name']}"
 LAMBDAS = [lam_label(lam) for lam in config["train"]["lambdas"]]
 METHODS = config["pnp"]["methods"]
 TABLES = ["lipschitz", "psnr", "convergence"]
+FIGURES = ["convergence", "psnr_iterations", "lipschitz", "tradeoff", "panel"]
 CONFIG_HASH = config_hash(config)
 ENV = "../../environment.yml"
 

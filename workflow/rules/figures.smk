@@ -1,0 +1,26 @@
+import os
+
+
+rule figures:
+    input:
+        finals=expand(f"{OUT}/pnp/lam{{lam}}/{{method}}/final.csv", lam=LAMBDAS, method=METHODS),
+        records=expand(f"{OUT}/pnp/lam{{lam}}/{{method}}/records.csv", lam=LAMBDAS, method=METHODS),
+        lipschitz=expand(f"{OUT}/lipschitz/lam{{lam}}.csv", lam=LAMBDAS),
+    output:
+        pdf=expand(f"{OUT}/figures/{{figure}}.pdf", figure=FIGURES),
+        png=[
+            report(f"{OUT}/figures/{figure}.png", caption=f"../report/{figure}.rst", category="Figures", labels={"figure": figure})
+            for figure in FIGURES
+        ],
+    log:
+        f"{OUT}/logs/figures.log",
+    params:
+        folder=lambda wildcards, output: os.path.dirname(output.pdf[0]),
+        pnp=lambda wildcards, input: [os.path.dirname(f) for f in input.finals],
+        root=root_arg(config),
+        code=code_hash("figures.py", "outputs.py", "observe.py", "physics.py", "metrics.py", "data"),
+    conda:
+        ENV
+    shell:
+        "lipbench figures --pnp {params.pnp} --lipschitz {input.lipschitz} --out {params.folder} {params.root}"
+        " > {log} 2>&1"
