@@ -77,9 +77,11 @@ def lipschitz(lip: pd.DataFrame, out: Path) -> None:
     fig, ax = _figure(COLUMN_WIDTH, 2.4)
     sns.lineplot(data=worst, x="lam", y="lip2_Q", hue="operator", style="point", markers=True, ax=ax)
     ax.axhline(1.0, color="0.3", lw=0.8, ls="--")
-    ax.set_xscale(
-        "symlog", linthresh=max(worst["lam"][worst["lam"] > 0].min(), 1e-8) if (worst["lam"] > 0).any() else 1e-8
-    )
+    lams = sorted(worst["lam"].unique())
+    positive = [v for v in lams if v > 0]
+    ax.set_xscale("symlog", linthresh=min(positive) if positive else 1.0)
+    ax.set_xlim(left=0)
+    ax.set_xticks(lams, [f"{v:g}" for v in lams])
     ax.set(xlabel="λ", ylabel=r"max $\|\partial Q\|^2$ over images")
     _save(fig, out, "lipschitz")
 
