@@ -134,11 +134,25 @@ def cmd_lipschitz(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_denoise(args: argparse.Namespace) -> int:
+    from lipbench.evaluate import denoising_psnr
+    from lipbench.outputs import write_table
+
+    table = denoising_psnr(
+        args.checkpoint, args.dataset, sigma=args.sigma, crop=args.crop, root=args.root, device=args.device
+    )
+    path = write_table(table, args.out)
+    print(
+        f"{args.dataset}: PSNR {table.psnr.mean():.2f} dB (noisy input {table.psnr_noisy.mean():.2f} dB); wrote {path}"
+    )
+    return 0
+
+
 def cmd_aggregate(args: argparse.Namespace) -> int:
     from lipbench.aggregate import aggregate, provenance
 
     prov = provenance(args.config_name, args.config_hash, args.device)
-    tables = aggregate(args.finals, args.records, args.lipschitz, Path(args.out), prov)
+    tables = aggregate(args.finals, args.records, args.lipschitz, Path(args.out), prov, denoise=args.denoise)
     for name, table in tables.items():
         print(f"{name}: {len(table)} rows")
     print(f"wrote {args.out}")
@@ -148,7 +162,10 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 def cmd_figures(args: argparse.Namespace) -> int:
     from lipbench.figures import make_figures
 
-    names = make_figures([Path(d) for d in args.pnp], [Path(p) for p in args.lipschitz], Path(args.out), args.root)
+    names = make_figures(
+        [Path(d) for d in args.pnp], [Path(p) for p in args.lipschitz], Path(args.out), args.root,
+        [Path(d) for d in args.long],
+    )  # fmt: skip
     print(f"wrote {', '.join(names)} (PDF and PNG) to {args.out}")
     return 0
 
@@ -272,10 +289,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help="data root (default: $LIPBENCH_DATA, else resources/data)")
     p.set_defaults(func=cmd_lipschitz)
 
+    p = sub.add_parser("denoise", help="denoising PSNR of a checkpoint on a test set (BSD68) at its noise level")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True, help="output table (.csv or .parquet)")
+    p.add_argument("--dataset", default="bsd68")
+    p.add_argument("--sigma", type=float, help="noise std (default: the training noise level)")
+    p.add_argument("--crop", type=int, help="centre crop size (quick CPU runs)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--root", help="data root (default: $LIPBENCH_DATA, else resources/data)")
+    p.set_defaults(func=cmd_denoise)
+
     p = sub.add_parser("aggregate", help="results table with provenance + Lipschitz, PSNR, convergence tables")
     p.add_argument("--finals", nargs="+", required=True, help="final.csv files of `lipbench pnp`")
     p.add_argument("--records", nargs="+", required=True, help="records files of `lipbench pnp`")
     p.add_argument("--lipschitz", nargs="+", required=True, help="tables of `lipbench lipschitz`")
+    p.add_argument("--denoise", nargs="*", default=[], help="tables of `lipbench denoise`")
     p.add_argument("--out", required=True, help="folder for the tables (CSV, Markdown, LaTeX) and results.csv")
     p.add_argument("--config-name", default="adhoc", help="recorded in the provenance columns")
     p.add_argument("--config-hash", default="", help="hash of the effective configuration (recorded)")
@@ -285,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("figures", help="the papers' figures (PDF + PNG) from PnP folders and Lipschitz tables")
     p.add_argument("--pnp", nargs="+", required=True, help="output folders of `lipbench pnp`")
     p.add_argument("--lipschitz", nargs="+", required=True, help="tables of `lipbench lipschitz`")
+    p.add_argument("--long", nargs="*", default=[], help="folders of long PnP runs (PSNR-vs-iteration figure)")
     p.add_argument("--out", required=True)
     p.add_argument("--root", help="data root (default: $LIPBENCH_DATA, else resources/data)")
     p.set_defaults(func=cmd_figures)

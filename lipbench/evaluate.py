@@ -128,3 +128,37 @@ def evaluate_lipschitz(settings: LipschitzSettings, *, root: str | None = None, 
     table = pd.DataFrame(rows)
     table.insert(0, "lam", payload.get("train_config", {}).get("lam", float("nan")))
     return table
+
+
+def denoising_psnr(
+    checkpoint: str,
+    dataset: str = "bsd68",
+    *,
+    sigma: float | None = None,
+    crop: int | None = None,
+    root: str | None = None,
+    device: str = "auto",
+) -> pd.DataFrame:
+    """PSNR of ``J(x + σ n)`` per image (σ: the training noise level unless given; the noise of
+    image ``i`` is seeded by ``(i, σ)``), with the noisy input's PSNR for reference."""
+    from lipbench.metrics import psnr
+
+    dev = resolve_device(device)
+    payload = read_checkpoint(checkpoint)
+    train_config = payload.get("train_config", {})
+    sigma = sigma if sigma is not None else train_config.get("sigma", 0.009)
+    model = load_model(checkpoint, map_location=dev)
+    ids = image_ids(dataset, root)
+    images = load_images(dataset, root)
+    if crop is not None:
+        images = [centre_crop(x, crop) for x in images]
+    rows = []
+    with torch.no_grad():
+        for i, x in zip(ids, images, strict=True):
+            y = x + sigma * torch.randn(x.shape, generator=generator("denoise-noise", i, sigma))
+            out = model(y[None].to(dev)).cpu()[0]
+            rows.append({"image": i, "sigma": sigma, "psnr_noisy": psnr(y, x).item(), "psnr": psnr(out, x).item()})
+    table = pd.DataFrame(rows)
+    table.insert(0, "lam", train_config.get("lam", float("nan")))
+    table.insert(1, "dataset", dataset)
+    return table

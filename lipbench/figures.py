@@ -64,10 +64,13 @@ def convergence(records: pd.DataFrame, out: Path) -> None:
 
 
 def psnr_iterations(records: pd.DataFrame, out: Path) -> None:
+    """PSNR vs k with the smallest λ (the long runs when given: paper 2's stability figure)."""
     base = records[records["lam"] == records["lam"].min()]
     curves = base.groupby(["method", "iteration"]).psnr.mean().reset_index()
     fig, ax = _figure(COLUMN_WIDTH, 2.4)
     sns.lineplot(data=curves, x="iteration", y="psnr", hue="method", ax=ax)
+    if curves.iteration.max() >= 1000:
+        ax.set_xscale("log")
     ax.set(xlabel="iteration k", ylabel="PSNR (dB)", title=f"λ = {base['lam'].min():g}, mean over images × kernels")
     _save(fig, out, "psnr_iterations")
 
@@ -128,14 +131,22 @@ def panel(pnp_dirs: Iterable[Path], out: Path, root: str | None = None) -> None:
     _save(fig, out, "panel")
 
 
-def make_figures(pnp_dirs: list[Path], lipschitz_tables: list[Path], out: Path, root: str | None = None) -> list[str]:
-    """Every figure of the module docstring, from ``lipbench pnp`` folders and Lipschitz tables."""
+def make_figures(
+    pnp_dirs: list[Path],
+    lipschitz_tables: list[Path],
+    out: Path,
+    root: str | None = None,
+    long_dirs: list[Path] | None = None,
+) -> list[str]:
+    """Every figure of the module docstring, from ``lipbench pnp`` folders and Lipschitz tables
+    (``long_dirs``: the long runs, used for the PSNR-vs-iteration figure when given)."""
     _style()
     records = pd.concat([read_table(next(d.glob("records.*"))) for d in pnp_dirs], ignore_index=True)
     final = pd.concat([read_table(d / "final.csv") for d in pnp_dirs], ignore_index=True)
     lip = pd.concat([read_table(p) for p in lipschitz_tables], ignore_index=True)
     convergence(records, out)
-    psnr_iterations(records, out)
+    long_records = [read_table(next(d.glob("records.*"))) for d in long_dirs or []]
+    psnr_iterations(pd.concat(long_records, ignore_index=True) if long_records else records, out)
     lipschitz(lip, out)
     tradeoff(final, lip, out)
     panel(pnp_dirs, out, root)

@@ -71,11 +71,18 @@ def finetune_args(config: dict[str, Any]) -> str:
     return train_args(config, t["finetune_steps"], t.get("finetune_lr") or t.get("lr", 1e-4))
 
 
-def pnp_args(config: dict[str, Any]) -> str:
+def pnp_args(config: dict[str, Any], long: bool = False) -> str:
+    """Arguments of ``lipbench pnp``; ``long`` for the configured long runs."""
     p = config["pnp"]
+    iters, every = (
+        (p["long_runs"]["iters"], p["long_runs"].get("record_every", 10))
+        if long
+        else (p["iters"], p.get("record_every", 1))
+    )
     args = [
         f"--dataset {p.get('dataset', 'bsd10')} --kernels {' '.join(p['kernels'])} --sigma {p.get('sigma', 0.01)}",
-        f"--gamma {p.get('gamma', 1.99)} --x0 {p.get('x0', 'y')} --iters {p['iters']} --group {p.get('group', 'd4')}",
+        f"--gamma {p.get('gamma', 1.99)} --x0 {p.get('x0', 'y')} --iters {iters} --record-every {every}",
+        f"--group {p.get('group', 'd4')}",
         f"--clamp {p.get('clamp', 'both')} --seed {p.get('seed', 0)} --device {config['device']}",
     ]
     args += [f"--kernel-sigma {k}={v}" for k, v in p.get("kernel_sigma", {}).items()]
@@ -93,3 +100,17 @@ def lipschitz_args(config: dict[str, Any]) -> str:
     if q.get("crop"):
         args.append(f"--crop {q['crop']}")
     return " ".join([*args, root_arg(config)]).strip()
+
+
+def denoise_args(config: dict[str, Any]) -> str:
+    d = config.get("denoise", {})
+    args = [f"--dataset {d.get('dataset', 'bsd68')} --device {config['device']}"]
+    if d.get("crop"):
+        args.append(f"--crop {d['crop']}")
+    return " ".join([*args, root_arg(config)]).strip()
+
+
+def long_runs(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(λ label, method)`` of every configured long PnP run."""
+    runs = config["pnp"].get("long_runs")
+    return [(lam_label(lam), m) for lam in runs["lambdas"] for m in runs["methods"]] if runs else []

@@ -65,7 +65,7 @@ def test_ci_config_runs_end_to_end_and_reruns_only_what_code_changes_touch(tmp_p
     proc = _snakemake(workdir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     tables = workdir / "results" / "ci" / "tables"
-    for name in ("lipschitz", "psnr", "convergence"):
+    for name in ("lipschitz", "psnr", "convergence", "denoising"):
         assert all((tables / f"{name}.{ext}").is_file() for ext in ("csv", "md", "tex"))
     lip = pd.read_csv(tables / "lipschitz.csv")
     worst = lip[(lip.operator == "J") & (lip.point == "noisy")].set_index("lam").lip2_Q_max
@@ -94,7 +94,7 @@ def test_ci_config_runs_end_to_end_and_reruns_only_what_code_changes_touch(tmp_p
         fh.write("\n# an edit\n")
     plan = _snakemake(workdir, "-n", "--quiet", "rules", env={"LIPBENCH_CODE_ROOT": str(code)})
     assert plan.returncode == 0, plan.stderr
-    assert _planned(plan.stdout + plan.stderr) == {"pnp": 4, "aggregate": 1, "figures": 1, "all": 1}
+    assert _planned(plan.stdout + plan.stderr) == {"pnp": 4, "pnp_long": 2, "aggregate": 1, "figures": 1, "all": 1}
 
 
 def _planned(text: str) -> dict[str, int]:

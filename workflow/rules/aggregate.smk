@@ -6,6 +6,7 @@ rule aggregate:
         finals=expand(f"{OUT}/pnp/lam{{lam}}/{{method}}/final.csv", lam=LAMBDAS, method=METHODS),
         records=expand(f"{OUT}/pnp/lam{{lam}}/{{method}}/records.csv", lam=LAMBDAS, method=METHODS),
         lipschitz=expand(f"{OUT}/lipschitz/lam{{lam}}.csv", lam=LAMBDAS),
+        denoise=expand(f"{OUT}/denoise/lam{{lam}}.csv", lam=LAMBDAS),
     output:
         [
             report(f"{OUT}/tables/{table}.csv", caption="../report/table.rst", category="Tables", labels={"table": table})
@@ -25,5 +26,6 @@ rule aggregate:
         ENV
     shell:
         "lipbench aggregate --finals {input.finals} --records {input.records} --lipschitz {input.lipschitz}"
+        " --denoise {input.denoise}"
         " --out {params.folder} --config-name {params.name} --device {params.device}"
         " --config-hash {params.config_hash} > {log} 2>&1"

@@ -6,6 +6,7 @@ rule figures:
         finals=expand(f"{OUT}/pnp/lam{{lam}}/{{method}}/final.csv", lam=LAMBDAS, method=METHODS),
         records=expand(f"{OUT}/pnp/lam{{lam}}/{{method}}/records.csv", lam=LAMBDAS, method=METHODS),
         lipschitz=expand(f"{OUT}/lipschitz/lam{{lam}}.csv", lam=LAMBDAS),
+        long=[f"{OUT}/pnp-long/lam{lam}/{method}/records.csv" for lam, method in LONG_RUNS],
     output:
         pdf=expand(f"{OUT}/figures/{{figure}}.pdf", figure=FIGURES),
         png=[
@@ -17,10 +18,11 @@ rule figures:
     params:
         folder=lambda wildcards, output: os.path.dirname(output.pdf[0]),
         pnp=lambda wildcards, input: [os.path.dirname(f) for f in input.finals],
+        long=lambda wildcards, input: " ".join(["--long", *map(os.path.dirname, input.long)]) if input.long else "",
         root=root_arg(config),
         code=code_hash("figures.py", "outputs.py", "observe.py", "physics.py", "metrics.py", "data"),
     conda:
         ENV
     shell:
-        "lipbench figures --pnp {params.pnp} --lipschitz {input.lipschitz} --out {params.folder} {params.root}"
+        "lipbench figures --pnp {params.pnp} --lipschitz {input.lipschitz} --out {params.folder} {params.long} {params.root}"
         " > {log} 2>&1"

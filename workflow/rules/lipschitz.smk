@@ -1,4 +1,4 @@
-from lipbench.workflow import lipschitz_args
+from lipbench.workflow import denoise_args, lipschitz_args
 
 
 rule lipschitz:
@@ -19,3 +19,23 @@ rule lipschitz:
         ENV
     shell:
         "lipbench lipschitz --checkpoint {input} --out {output} {params.args} > {log} 2>&1"
+
+
+rule denoise:
+    input:
+        f"{OUT}/models/lam{{lam}}/model.pt",
+    output:
+        f"{OUT}/denoise/lam{{lam}}.csv",
+    log:
+        f"{OUT}/logs/denoise/lam{{lam}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/denoise/lam{{lam}}.tsv"
+    params:
+        args=denoise_args(config),
+        code=code_hash("evaluate.py", "metrics.py", "outputs.py", *COMMON_CODE),
+    resources:
+        gpu=1,
+    conda:
+        ENV
+    shell:
+        "lipbench denoise --checkpoint {input} --out {output} {params.args} > {log} 2>&1"

@@ -28,3 +28,21 @@ rule pnp:
     shell:
         "lipbench pnp --checkpoint {input} --out {params.folder} --equivariance {params.equivariance} {params.args}"
         " > {log} 2>&1"
+
+
+use rule pnp as pnp_long with:
+    output:
+        final=f"{OUT}/pnp-long/lam{{lam}}/{{method}}/final.csv",
+        records=f"{OUT}/pnp-long/lam{{lam}}/{{method}}/records.csv",
+    log:
+        f"{OUT}/logs/pnp-long/lam{{lam}}_{{method}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/pnp-long/lam{{lam}}_{{method}}.tsv"
+    params:
+        folder=lambda wildcards, output: os.path.dirname(output.final),
+        equivariance=lambda wildcards: EQUIVARIANCE[wildcards.method],
+        args=pnp_args(config, long=True) if config["pnp"].get("long_runs") else "",
+        code=code_hash(
+            "restore.py", "pnp.py", "groups.py", "physics.py", "metrics.py", "observe.py", "outputs.py", "lipschitz",
+            *COMMON_CODE,
+        ),
