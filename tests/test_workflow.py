@@ -107,6 +107,20 @@ def _planned(text: str) -> dict[str, int]:
     return counts
 
 
+def test_slurm_profile_plans_the_paper_configuration(tmp_path):
+    workdir = _workdir(tmp_path, _ci())
+    shutil.copy(REPO / "config" / "paper.yaml", workdir / "config" / "paper.yaml")
+    cmd = [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(workdir / "config" / "paper.yaml")]
+    proc = subprocess.run([*cmd, "-n", "--profile", str(REPO / "profiles" / "slurm"), "--quiet", "rules"],
+                          capture_output=True, text=True, cwd=workdir)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    planned = _planned(proc.stdout + proc.stderr)
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    lambdas, methods = len(paper["train"]["lambdas"]), len(paper["pnp"]["methods"])
+    assert planned["train_base"] == 1 and planned["finetune"] == lambdas - 1
+    assert planned["pnp"] == lambdas * methods and planned["lipschitz"] == lambdas and planned["figures"] == 1
+
+
 def test_code_hash_follows_the_code(tmp_path, monkeypatch):
     code = tmp_path / "lipbench"
     shutil.copytree(REPO / "lipbench", code, ignore=shutil.ignore_patterns("__pycache__"))
