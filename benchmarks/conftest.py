@@ -63,3 +63,9 @@ def pytest_terminal_summary(terminalreporter, config):
             else (" ok" if r["ratio"] <= r["goal"] else " MISSES GOAL") + f" (goal ≤ {r['goal']})"
         )
         terminalreporter.write_line(f"{r['group']:38} {r['name']:55} {r['ratio']:6.2f}×{verdict}")
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    machine_info["torch_version"] = str(torch.__version__)
+    machine_info["torch_threads"] = torch.get_num_threads()
+    machine_info["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
