@@ -18,7 +18,9 @@ from lipbench.data import image_ids, load_images
 from lipbench.device import resolve_device
 from lipbench.errors import LipbenchError
 from lipbench.groups import D4, equivariant
-from lipbench.lipschitz import Reflected, interpolate, spectral_norm
+from lipbench.lipschitz import interpolate, linearize
+from lipbench.lipschitz.linearize import ReflectedLinearization
+from lipbench.lipschitz.power import power_iteration
 from lipbench.models import load_model, read_checkpoint
 from lipbench.observe import centre_crop
 from lipbench.seeding import derive_seed, generator
@@ -64,8 +66,10 @@ def _points(settings: LipschitzSettings, model, ids, images, sigma) -> dict[str,
 
 def _norms(f, x: torch.Tensor, settings: LipschitzSettings) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(derive_seed("lipschitz-start", settings.seed))
-    j = spectral_norm(f, x, max_iter=settings.max_iter, tol=settings.tol, generator=g)
-    q = spectral_norm(Reflected(f), x, max_iter=settings.max_iter, tol=settings.tol, generator=g)
+    with torch.no_grad():
+        lin = linearize(f, x)  # one forward serves J and Q = 2J − Id
+    j = power_iteration(lin, x, max_iter=settings.max_iter, tol=settings.tol, generator=g)
+    q = power_iteration(ReflectedLinearization(lin, x), x, max_iter=settings.max_iter, tol=settings.tol, generator=g)
     return {
         "lip_J": j.sigma, "lip2_Q": q.sigma.square(), "iterations_J": j.steps, "iterations_Q": q.steps,
         "converged": j.converged & q.converged,
@@ -90,13 +94,13 @@ def _per_element_norms(
 
 def evaluate_lipschitz(settings: LipschitzSettings, *, root: str | None = None, device: str = "auto") -> pd.DataFrame:
     """One row per image × point × operator (see the module docstring)."""
-    dev = resolve_device(device)
-    payload = read_checkpoint(settings.checkpoint)
-    sigma = settings.sigma if settings.sigma is not None else payload.get("train_config", {}).get("sigma", 0.009)
-    model = load_model(settings.checkpoint, map_location=dev)
     unknown = sorted(set(settings.points) - set(POINTS))
     if unknown:
         raise LipbenchError(f"unknown point kind(s) {unknown}: choose from {POINTS}")
+    dev = resolve_device(device)
+    payload = read_checkpoint(settings.checkpoint, map_location=dev)
+    sigma = settings.sigma if settings.sigma is not None else payload.get("train_config", {}).get("sigma", 0.009)
+    model = load_model(settings.checkpoint, map_location=dev, payload=payload)
     ids = image_ids(settings.dataset, root)
     images = load_images(settings.dataset, root)
     if settings.crop is not None:
@@ -144,10 +148,10 @@ def denoising_psnr(
     from lipbench.metrics import psnr
 
     dev = resolve_device(device)
-    payload = read_checkpoint(checkpoint)
+    payload = read_checkpoint(checkpoint, map_location=dev)
     train_config = payload.get("train_config", {})
     sigma = sigma if sigma is not None else train_config.get("sigma", 0.009)
-    model = load_model(checkpoint, map_location=dev)
+    model = load_model(checkpoint, map_location=dev, payload=payload)
     ids = image_ids(dataset, root)
     images = load_images(dataset, root)
     if crop is not None:

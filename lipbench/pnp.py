@@ -49,6 +49,7 @@ def pnp_pgd(
     lipschitz_every: int = 0,
     lipschitz_iters: int = 50,
     lipschitz_tol: float = 1e-3,
+    lipschitz_of: Denoiser | None = None,
     generator: torch.Generator | None = None,
 ) -> PnPResult:
     """Run ``iters`` PnP-PGD iterations on the batch ``y`` (sample ``b`` with ``A``'s kernel ``b``).
@@ -57,8 +58,9 @@ def pnp_pgd(
     (after ``J``); ``clamp_input`` also clips ``J``'s input. Records every ``record_every``-th
     iteration (and the last); ``lipschitz_every > 0`` adds ‖∂J‖ at ``J``'s input every that many
     iterations (power iteration, ``lipschitz_iters`` / ``lipschitz_tol``, start vectors from
-    ``generator``). An equivariant ``denoiser`` in random mode draws a new ``g`` at every call,
-    that is, at every iteration.
+    ``generator``) of ``lipschitz_of`` (default: ``denoiser``; a random-mode equivariant denoiser
+    has no fixed Jacobian, so pass the denoiser it wraps). An equivariant ``denoiser`` in random
+    mode draws a new ``g`` at every call, that is, at every iteration.
     """
     if iters < 1 or record_every < 1:
         raise ValueError(f"iters and record_every must be >= 1, got {iters}, {record_every}")
@@ -85,7 +87,7 @@ def pnp_pgd(
                 z = z.clamp(0, 1)
             if k in lip_at:
                 lips[k] = spectral_norm(
-                    denoiser, z, max_iter=lipschitz_iters, tol=lipschitz_tol, generator=generator
+                    lipschitz_of or denoiser, z, max_iter=lipschitz_iters, tol=lipschitz_tol, generator=generator
                 ).sigma
             new = denoiser(z)
             if clamp:

@@ -94,7 +94,8 @@ def _batches(shapes: list[tuple[int, ...]], jobs: list[tuple[int, str]], size: i
 def run_pnp(settings: PnPSettings, *, root: str | None = None, device: str = "auto") -> dict[str, Any]:
     """Run the experiment; return ``records``, ``final`` (tables) and ``iterates`` (tensors)."""
     dev = resolve_device(device)
-    model = load_model(settings.checkpoint, map_location=dev)
+    payload = read_checkpoint(settings.checkpoint, map_location=dev)
+    model = load_model(settings.checkpoint, map_location=dev, payload=payload)
     if settings.clamp == "both" and hasattr(model, "clamp"):
         model.clamp = True  # J's input and output clipped to [0, 1], as in PnP-MMO's test code
     ids = image_ids(settings.dataset, root)
@@ -123,7 +124,9 @@ def run_pnp(settings: PnPSettings, *, root: str | None = None, device: str = "au
         result = pnp_pgd(
             denoiser, A, y, gamma=settings.gamma, iters=settings.iters, x0=settings.x0, x_true=x_true,
             clamp=settings.clamp != "none", record_every=settings.record_every,
-            lipschitz_every=settings.lipschitz_every, generator=torch.Generator().manual_seed(settings.seed),
+            lipschitz_every=settings.lipschitz_every,
+            lipschitz_of=model if settings.equivariance == "random" else denoiser,
+            generator=torch.Generator().manual_seed(settings.seed),
         )  # fmt: skip
         table = result.records
         table.insert(0, "job", [job_index[batch[b]] for b in table["sample"]])
@@ -142,7 +145,7 @@ def run_pnp(settings: PnPSettings, *, root: str | None = None, device: str = "au
                     "psnr_input": y_psnr[b].item(), "psnr": final_psnr[b].item(), "ssim": final_ssim[b].item(),
                 }
             )  # fmt: skip
-    lam = read_checkpoint(settings.checkpoint).get("train_config", {}).get("lam", float("nan"))
+    lam = payload.get("train_config", {}).get("lam", float("nan"))
     provenance = {"lam": lam, "method": settings.method, "dataset": settings.dataset, "seed": settings.seed}
     # dataset order, then the settings' kernel order, whatever the batching
     records_table = pd.concat(records, ignore_index=True).sort_values(["job", "iteration"], kind="stable")

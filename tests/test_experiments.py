@@ -60,6 +60,7 @@ def test_equivariant_modes(tmp_path, tiny_checkpoint):
         "random": ["--equivariance", "random", "--seed", "3"],
         "random-again": ["--equivariance", "random", "--seed", "3", "--max-batch", "3"],
         "random-other-seed": ["--equivariance", "random", "--seed", "4"],
+        "random-lipschitz": ["--equivariance", "random", "--seed", "3", "--lipschitz-every", "4"],
         "mean": ["--equivariance", "mean", "--group", "rotations"],
     }.items():
         assert main([*base, *extra, "--out", str(tmp_path / name), "--format", "parquet"]) == 0
@@ -72,6 +73,9 @@ def test_equivariant_modes(tmp_path, tiny_checkpoint):
     pd.testing.assert_frame_equal(runs["random"][cols], runs["random-again"][cols], rtol=1e-4)
     assert (runs["random"].c - runs["random-other-seed"].c).abs().max() > 1e-2 * runs["random"].c.max()
     assert not runs["random"].c.equals(runs["pnp"].c) and not runs["mean"].c.equals(runs["pnp"].c)
+    # ‖∂J‖ of the wrapped denoiser at J's input, every 4 iterations, also in random mode
+    lip = runs["random-lipschitz"].set_index("iteration").lip_J
+    assert lip.loc[[4, 8]].notna().all() and (lip.loc[[4, 8]] > 0).all() and lip.loc[[1, 2, 3]].isna().all()
 
 
 def test_pnp_errors_are_one_clear_line(tmp_path, tiny_checkpoint):

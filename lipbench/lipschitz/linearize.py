@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from lipbench.errors import LipbenchError
 from lipbench.groups import Equivariant
 from lipbench.models.dncnn import DnCNN
 
@@ -238,7 +239,10 @@ def linearize(f: Function, x: torch.Tensor, method: str = "auto") -> Linearizati
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if isinstance(f, Equivariant) and f.mode == "random":
-        raise ValueError("a random-mode equivariant denoiser has no fixed Jacobian: linearize its mode='mean' version")
+        raise LipbenchError(
+            "a random-mode equivariant denoiser has no fixed Jacobian: "
+            "use its mode='mean' version or the denoiser it wraps"
+        )
     if method in ("fast", "auto") and isinstance(f, Reflected):
         return ReflectedLinearization(linearize(f.denoiser, x, method), x)
     if method in ("fast", "auto") and isinstance(f, Equivariant) and f.mode == "mean":

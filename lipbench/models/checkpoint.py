@@ -39,9 +39,14 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     return payload
 
 
-def load_model(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model a checkpoint describes (``model_config``: name + kwargs) and load its weights."""
-    payload = read_checkpoint(path, map_location)
+def load_model(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu", payload: dict[str, Any] | None = None
+) -> nn.Module:
+    """Rebuild the model a checkpoint describes (``model_config``: name + kwargs) and load its weights.
+
+    ``payload``: the checkpoint already read with :func:`read_checkpoint` (saves reading it twice).
+    """
+    payload = read_checkpoint(path, map_location) if payload is None else payload
     config = dict(payload["model_config"])
     model = build(config.pop("name"), **config)
     try:
