@@ -79,7 +79,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         patch_size=args.patch_size, batch_size=args.batch_size, steps=args.steps, lr=args.lr, lr_step=args.lr_step,
         lr_gamma=args.lr_gamma, clip=args.clip or None, sigma=args.sigma, loss=args.loss, lam=args.lam, eps=args.eps,
         power_iters=args.power_iters, power_tol=args.power_tol, reduction=args.reduction, seed=args.seed,
-        checkpoint_every=args.checkpoint_every, init=args.init,
+        checkpoint_every=args.checkpoint_every, init=args.init, tf32=args.tf32, amp=args.amp,
+        channels_last=args.channels_last,
     )  # fmt: skip
     path = train(config, args.out, resume=args.resume, device=args.device, root=args.root, progress=not args.quiet)
     print(f"wrote {path}")
@@ -107,7 +108,7 @@ def cmd_pnp(args: argparse.Namespace) -> int:
         kernel_sigma=_kernel_sigmas(args.kernel_sigma), gamma=args.gamma, x0=args.x0, iters=args.iters,
         equivariance=args.equivariance, group=args.group, shift_range=tuple(args.shift_range), seed=args.seed,
         crop=args.crop, clamp=args.clamp, record_every=args.record_every, lipschitz_every=args.lipschitz_every,
-        max_batch=args.max_batch,
+        max_batch=args.max_batch, tf32=args.tf32, compile=args.compile, channels_last=args.channels_last,
     )  # fmt: skip
     result = run_pnp(settings, root=args.root, device=args.device)
     out = Path(args.out)
@@ -124,7 +125,7 @@ def cmd_lipschitz(args: argparse.Namespace) -> int:
 
     settings = LipschitzSettings(
         checkpoint=args.checkpoint, dataset=args.dataset, crop=args.crop, sigma=args.sigma, points=tuple(args.points),
-        pnp_final=args.pnp_final, max_iter=args.max_iter, tol=args.tol, seed=args.seed,
+        pnp_final=args.pnp_final, max_iter=args.max_iter, tol=args.tol, seed=args.seed, tf32=args.tf32,
     )  # fmt: skip
     table = evaluate_lipschitz(settings, root=args.root, device=args.device)
     path = write_table(table, args.out)
@@ -139,8 +140,9 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     from lipbench.outputs import write_table
 
     table = denoising_psnr(
-        args.checkpoint, args.dataset, sigma=args.sigma, crop=args.crop, root=args.root, device=args.device
-    )
+        args.checkpoint, args.dataset, sigma=args.sigma, crop=args.crop, root=args.root, device=args.device,
+        allow_tf32=args.tf32,
+    )  # fmt: skip
     path = write_table(table, args.out)
     print(
         f"{args.dataset}: PSNR {table.psnr.mean():.2f} dB (noisy input {table.psnr_noisy.mean():.2f} dB); wrote {path}"
@@ -180,6 +182,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(report.to_string(index=False, max_rows=60))
     print(f"{len(report)} of {compared} values regressed (beyond tolerance or missing)", file=sys.stderr)
     return 1
+
+
+def _tf32_arg(p: argparse.ArgumentParser, default: bool, what: str) -> None:
+    p.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=default,
+                   help=f"CUDA: let float32 convolutions use TF32 for {what} (default: %(default)s)")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -243,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", help="start from this checkpoint's weights (fine-tune λ > 0 from the λ = 0 base)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    _tf32_arg(p, True, "training")
+    p.add_argument("--amp", default="none", choices=["none", "bf16"], help="autocast the step to bfloat16")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False,
+                   help="NHWC weights and activations (default: %(default)s)")  # fmt: skip
     p.add_argument("--root", help="data root (default: $LIPBENCH_DATA, else resources/data)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
@@ -271,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="csv", choices=["csv", "parquet"], help="format of the records table")
     p.add_argument("--save-images", type=int, default=2, metavar="N", help="PNGs of the first N images")
     p.add_argument("--device", default="auto")
+    _tf32_arg(p, False, "the restorations")
+    p.add_argument("--compile", default="none", choices=["none", "default", "reduce-overhead", "max-autotune", "eager"],
+                   help="torch.compile the denoiser (default: %(default)s)")  # fmt: skip
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False,
+                   help="NHWC weights and activations (default: %(default)s)")  # fmt: skip
     p.add_argument("--root", help="data root (default: $LIPBENCH_DATA, else resources/data)")
     p.set_defaults(func=cmd_pnp)
 
@@ -286,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tol", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    _tf32_arg(p, False, "the spectral norms")
     p.add_argument("--root", help="data root (default: $LIPBENCH_DATA, else resources/data)")
     p.set_defaults(func=cmd_lipschitz)
 
@@ -296,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigma", type=float, help="noise std (default: the training noise level)")
     p.add_argument("--crop", type=int, help="centre crop size (quick CPU runs)")
     p.add_argument("--device", default="auto")
+    _tf32_arg(p, False, "the denoised images")
     p.add_argument("--root", help="data root (default: $LIPBENCH_DATA, else resources/data)")
     p.set_defaults(func=cmd_denoise)
 

@@ -23,6 +23,7 @@ from lipbench.lipschitz.linearize import ReflectedLinearization
 from lipbench.lipschitz.power import power_iteration
 from lipbench.models import load_model, read_checkpoint
 from lipbench.observe import centre_crop
+from lipbench.precision import tf32
 from lipbench.seeding import derive_seed, generator
 
 POINTS = ("noisy", "tilde", "pnp")
@@ -39,6 +40,7 @@ class LipschitzSettings:
     max_iter: int = 500
     tol: float = 1e-4
     seed: int = 0
+    tf32: bool = False  # CUDA only: TF32 convolutions perturb σ (docs/performance.md)
 
 
 def _points(settings: LipschitzSettings, model, ids, images, sigma) -> dict[str, list[torch.Tensor]]:
@@ -94,6 +96,11 @@ def _per_element_norms(
 
 def evaluate_lipschitz(settings: LipschitzSettings, *, root: str | None = None, device: str = "auto") -> pd.DataFrame:
     """One row per image × point × operator (see the module docstring)."""
+    with tf32(settings.tf32):
+        return _evaluate_lipschitz(settings, root, device)
+
+
+def _evaluate_lipschitz(settings: LipschitzSettings, root: str | None, device: str) -> pd.DataFrame:
     unknown = sorted(set(settings.points) - set(POINTS))
     if unknown:
         raise LipbenchError(f"unknown point kind(s) {unknown}: choose from {POINTS}")
@@ -142,9 +149,11 @@ def denoising_psnr(
     crop: int | None = None,
     root: str | None = None,
     device: str = "auto",
+    allow_tf32: bool = False,
 ) -> pd.DataFrame:
     """PSNR of ``J(x + σ n)`` per image (σ: the training noise level unless given; the noise of
-    image ``i`` is seeded by ``(i, σ)``), with the noisy input's PSNR for reference."""
+    image ``i`` is seeded by ``(i, σ)``), with the noisy input's PSNR for reference. ``allow_tf32``:
+    let CUDA run the denoiser's convolutions in TF32 (off: the PSNR is a reported number)."""
     from lipbench.metrics import psnr
 
     dev = resolve_device(device)
@@ -157,7 +166,7 @@ def denoising_psnr(
     if crop is not None:
         images = [centre_crop(x, crop) for x in images]
     rows = []
-    with torch.no_grad():
+    with torch.no_grad(), tf32(allow_tf32):
         for i, x in zip(ids, images, strict=True):
             y = x + sigma * torch.randn(x.shape, generator=generator("denoise-noise", i, sigma))
             out = model(y[None].to(dev)).cpu()[0]

@@ -18,7 +18,7 @@ import torch
 
 import lipbench
 from lipbench.data import image_ids, load_images, load_kernel
-from lipbench.device import resolve_device
+from lipbench.device import COMPILE_MODES, compile_denoiser, resolve_device
 from lipbench.errors import LipbenchError
 from lipbench.groups import build_group, equivariant
 from lipbench.io import atomic_write
@@ -28,6 +28,7 @@ from lipbench.observe import centre_crop, observe
 from lipbench.outputs import save_png, write_json, write_table
 from lipbench.physics import Blur
 from lipbench.pnp import pnp_pgd
+from lipbench.precision import tf32, to_channels_last
 from lipbench.seeding import derive_seed
 
 CLAMPS = ("both", "output", "none")
@@ -55,6 +56,10 @@ class PnPSettings:
     record_every: int = 1
     lipschitz_every: int = 0
     max_batch: int = 16
+    # CUDA only (no effect on the CPU, except compile); defaults chosen by measurement (docs/performance.md)
+    tf32: bool = False  # restorations and their PSNR are reported numbers: full float32 unless asked
+    compile: str = "none"
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -73,6 +78,8 @@ class PnPSettings:
         unused = sorted(set(self.kernel_sigma) - set(self.kernels))
         if unused:
             problems.append(f"--kernel-sigma names kernels that are not run: {unused}")
+        if self.compile not in COMPILE_MODES:
+            problems.append(f"compile must be one of {COMPILE_MODES}, got {self.compile!r}")
         if problems:
             raise LipbenchError("invalid PnP settings: " + "; ".join(problems))
 
@@ -93,11 +100,17 @@ def _batches(shapes: list[tuple[int, ...]], jobs: list[tuple[int, str]], size: i
 
 def run_pnp(settings: PnPSettings, *, root: str | None = None, device: str = "auto") -> dict[str, Any]:
     """Run the experiment; return ``records``, ``final`` (tables) and ``iterates`` (tensors)."""
-    dev = resolve_device(device)
+    with tf32(settings.tf32):
+        return _run_pnp(settings, root, resolve_device(device))
+
+
+def _run_pnp(settings: PnPSettings, root: str | None, dev: torch.device) -> dict[str, Any]:
     payload = read_checkpoint(settings.checkpoint, map_location=dev)
     model = load_model(settings.checkpoint, map_location=dev, payload=payload)
     if settings.clamp == "both" and hasattr(model, "clamp"):
         model.clamp = True  # J's input and output clipped to [0, 1], as in PnP-MMO's test code
+    model = to_channels_last(model, settings.channels_last)
+    fast = compile_denoiser(model, settings.compile)  # Lipschitz records use the plain model
     ids = image_ids(settings.dataset, root)
     images = load_images(settings.dataset, root)
     if settings.crop is not None:
@@ -113,19 +126,19 @@ def run_pnp(settings: PnPSettings, *, root: str | None = None, device: str = "au
         x_true = torch.stack([images[i] for i, _ in batch]).to(dev)
         A = Blur([kernels[k] for _, k in batch])
         y = torch.stack([observe(images[i], Blur(kernels[k]), settings.noise(k), ids[i], k) for i, k in batch]).to(dev)
-        denoiser = model
+        denoiser = fast
         if group is not None:
             g = (
                 torch.Generator().manual_seed(derive_seed("equivariant", settings.seed))
                 if settings.equivariance == "random"
                 else None
             )
-            denoiser = equivariant(model, group, settings.equivariance, g)
+            denoiser = equivariant(fast, group, settings.equivariance, g)
         result = pnp_pgd(
             denoiser, A, y, gamma=settings.gamma, iters=settings.iters, x0=settings.x0, x_true=x_true,
             clamp=settings.clamp != "none", record_every=settings.record_every,
             lipschitz_every=settings.lipschitz_every,
-            lipschitz_of=model if settings.equivariance == "random" else denoiser,
+            lipschitz_of=equivariant(model, group, "mean") if settings.equivariance == "mean" else model,
             generator=torch.Generator().manual_seed(settings.seed),
         )  # fmt: skip
         table = result.records

@@ -26,6 +26,7 @@ from lipbench.errors import LipbenchError
 from lipbench.io import atomic_write
 from lipbench.lipschitz import fne_penalty
 from lipbench.models import build, read_checkpoint, save_checkpoint
+from lipbench.precision import AMP, autocast, layout, tf32, to_channels_last
 from lipbench.seeding import derive_seed
 
 CHECKPOINT = "checkpoint.pt"
@@ -62,6 +63,10 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 100
     init: str | None = None
+    # CUDA only (no effect on the CPU); defaults chosen by measurement, see docs/performance.md
+    tf32: bool = True
+    amp: str = "none"
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -77,6 +82,8 @@ class TrainConfig:
                 problems.append(f"{name} must be > 0, got {getattr(self, name)}")
         if self.lam < 0:
             problems.append(f"lam must be >= 0, got {self.lam}")
+        if self.amp not in AMP:
+            problems.append(f"amp must be one of {AMP}, got {self.amp!r}")
         if problems:
             raise TrainingError("invalid training configuration: " + "; ".join(problems))
 
@@ -117,7 +124,7 @@ def initial_state(config: TrainConfig, device: torch.device) -> TrainState:
                 "use the same architecture arguments"
             )
         model.load_state_dict(payload["model"])
-    model.to(device).train()
+    to_channels_last(model.to(device), config.channels_last).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, config.lr_gamma) if config.lr_step else None
     return TrainState(model, optimizer, scheduler, torch.Generator().manual_seed(config.seed))
@@ -164,29 +171,28 @@ def _write_log(rows: list[dict[str, float]], path: Path) -> None:
         pd.DataFrame(rows).to_csv(fh, index=False)
 
 
-def train_step(state: TrainState, config: TrainConfig, sampler: PatchSampler, device: torch.device) -> dict[str, float]:
-    """One optimisation step; returns the logged quantities."""
+def train_step(state: TrainState, config: TrainConfig, sampler: PatchSampler, device: torch.device) -> dict[str, Any]:
+    """One optimisation step; returns the logged quantities, as 0-d device tensors where they come
+    from the device (no host synchronisation: :func:`log_row` converts them when the log is written)."""
     start = time.perf_counter()
-    x = sampler.sample().to(device, non_blocking=True)
+    x = layout(sampler.sample().to(device, non_blocking=True), config.channels_last)
     noise = torch.randn(x.shape, generator=state.generator, dtype=x.dtype).to(device, non_blocking=True)
     y = x + config.sigma * noise
-    denoised = state.model(y)
-    loss = _data_loss(config.loss, denoised, x)
-    total, penalty_value, sigma2_max = loss, 0.0, math.nan
-    if config.lam > 0:
-        penalty = fne_penalty(
-            state.model, x, y, eps=config.eps, n_iter=config.power_iters, generator=state.generator,
-            reduction=config.reduction, tol=config.power_tol, denoised=denoised,
-        )  # fmt: skip
-        total = loss + config.lam * penalty.value
-        penalty_value, sigma2_max = penalty.value.item(), penalty.sigma2.max().item()
-    if not torch.isfinite(total):
-        raise TrainingError(
-            f"non-finite loss ({total.item()}) at step {state.step + 1}; the last good checkpoint is kept: "
-            "lower --lr or --lam, or enable gradient clipping"
-        )
-    state.optimizer.zero_grad(set_to_none=True)
-    total.backward()
+    nan = torch.full((), math.nan, device=device)
+    with tf32(config.tf32):
+        with autocast(config.amp, device):
+            denoised = state.model(y)
+            loss = _data_loss(config.loss, denoised.float(), x)
+            total, penalty_value, sigma2_max = loss, torch.zeros_like(nan), nan
+            if config.lam > 0:
+                penalty = fne_penalty(
+                    state.model, x, y, eps=config.eps, n_iter=config.power_iters, generator=state.generator,
+                    reduction=config.reduction, tol=config.power_tol, denoised=denoised,
+                )  # fmt: skip
+                total = loss + config.lam * penalty.value.float()
+                penalty_value, sigma2_max = penalty.value.detach().float(), penalty.sigma2.max().float()
+        state.optimizer.zero_grad(set_to_none=True)
+        total.backward()
     if config.clip:
         torch.nn.utils.clip_grad_norm_(state.model.parameters(), config.clip)
     lr = state.optimizer.param_groups[0]["lr"]
@@ -195,9 +201,24 @@ def train_step(state: TrainState, config: TrainConfig, sampler: PatchSampler, de
         state.scheduler.step()
     state.step += 1
     return {
-        "step": state.step, "loss": loss.item(), "penalty": penalty_value, "sigma2_max": sigma2_max,
+        "step": state.step, "loss": loss.detach(), "penalty": penalty_value, "sigma2_max": sigma2_max,
         "lr": lr, "seconds": time.perf_counter() - start,
     }  # fmt: skip
+
+
+def log_row(row: dict[str, Any]) -> dict[str, float]:
+    """A :func:`train_step` row with its device tensors as floats (one host synchronisation)."""
+    return {k: v.item() if isinstance(v, torch.Tensor) else v for k, v in row.items()}
+
+
+def _check_finite(rows: list[dict[str, float]]) -> None:
+    bad = next((r for r in rows if not math.isfinite(r["loss"] + r["penalty"])), None)
+    if bad is not None:
+        value = bad["loss"] if not math.isfinite(bad["loss"]) else f"penalty {bad['penalty']}"
+        raise TrainingError(
+            f"non-finite loss ({value}) at step {bad['step']}; the last good checkpoint is kept: "
+            "lower --lr or --lam, or enable gradient clipping"
+        )
 
 
 def train(
@@ -228,13 +249,17 @@ def train(
     )
     last = min(config.steps, stop_after) if stop_after is not None else config.steps
     bar = tqdm(total=last, initial=state.step, desc=f"train λ={config.lam:g}", disable=progress is False)
+    pending: list[dict[str, Any]] = []  # rows not yet synchronised with the host
     with bar:
         while state.step < last:
-            row = train_step(state, config, sampler, dev)
-            state.log.append(row)
+            pending.append(train_step(state, config, sampler, dev))
             bar.update(1)
-            bar.set_postfix(loss=f"{row['loss']:.3g}", sigma2=f"{row['sigma2_max']:.3g}")
             if state.step % config.checkpoint_every == 0 or state.step == last:
+                rows = [log_row(r) for r in pending]
+                pending.clear()
+                _check_finite(rows)  # before anything is saved: the last good checkpoint stays
+                state.log.extend(rows)
+                bar.set_postfix(loss=f"{rows[-1]['loss']:.3g}", sigma2=f"{rows[-1]['sigma2_max']:.3g}")
                 save_checkpoint(_payload(state, config), ckpt)
                 _write_log(state.log, out / LOG)
     if state.step < config.steps:

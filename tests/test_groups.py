@@ -21,8 +21,8 @@ def _image(shape=(2, 3, 7, 5), seed=0, dtype=torch.float64):
 
 
 @pytest.mark.parametrize("group", GROUPS, ids=lambda g: g.name)
-def test_elements_are_exactly_invertible_and_orthogonal(group):
-    x, y = _image(seed=1), _image(seed=2)
+def test_elements_are_exactly_invertible_and_orthogonal(group, device):
+    x, y = _image(seed=1).to(device), _image(seed=2).to(device)
     for g in group.elements():
         gx = g.apply(x)
         assert torch.equal(g.inverse_apply(gx), x)
@@ -79,10 +79,10 @@ def _random_net() -> nn.Module:
     return net.double().eval()
 
 
-def test_group_mean_is_exactly_equivariant_on_non_square_images():
-    net = _random_net()
+def test_group_mean_is_exactly_equivariant_on_non_square_images(device):
+    net = _random_net().to(device)
     jg = equivariant(net, D4(), "mean")
-    x = _image((2, 1, 9, 6))
+    x = _image((2, 1, 9, 6)).to(device)
     out = jg(x)
     for g in D4().elements():
         torch.testing.assert_close(jg(g.apply(x)), g.apply(out), rtol=0, atol=1e-6)

@@ -88,14 +88,18 @@ CASES = [
 
 @pytest.mark.parametrize("reflect", [False, True], ids=["J", "2J-Id"])
 @pytest.mark.parametrize(("net", "method"), CASES)
-def test_spectral_norm_matches_the_exact_svd(net, method, reflect):
+def test_spectral_norm_matches_the_exact_svd(net, method, reflect, device):
     model = NETS[net]()
     f = Reflected(model) if reflect else model
     x = _input()
-    result = spectral_norm(f, x, max_iter=20000, tol=1e-13, method=method, generator=torch.Generator().manual_seed(4))
-    exact = exact_sigma(f, x)
-    torch.testing.assert_close(result.sigma, exact, rtol=1e-4, atol=0)
-    assert (result.sigma <= exact * (1 + 1e-12)).all()  # a Rayleigh quotient never overshoots
+    exact = exact_sigma(f, x)  # on the CPU
+    f.to(device)
+    result = spectral_norm(
+        f, x.to(device), max_iter=20000, tol=1e-13, method=method, generator=torch.Generator().manual_seed(4)
+    )
+    sigma = result.sigma.cpu()
+    torch.testing.assert_close(sigma, exact, rtol=1e-4, atol=0)
+    assert (sigma <= exact * (1 + 1e-12)).all()  # a Rayleigh quotient never overshoots
     assert result.converged.all()
 
 
@@ -117,16 +121,17 @@ def test_fast_path_is_chosen_only_when_valid():
     ],
     ids=["leaky", "relu-clamp", "batchnorm-eval"],
 )
-def test_fast_and_autograd_paths_agree_in_float32(make):
+def test_fast_and_autograd_paths_agree_in_float32(make, device):
     torch.manual_seed(0)
     model = make()
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.1, 0.1)
             m.running_var.uniform_(0.5, 2)
+    model.to(device)
     g = torch.Generator().manual_seed(1)
-    x = torch.rand(4, 1, 16, 12, generator=g) * 1.2 - 0.1  # some pixels outside [0, 1] exercise the clamp
-    u = torch.randn(4, 1, 16, 12, generator=g)
+    x = (torch.rand(4, 1, 16, 12, generator=g) * 1.2 - 0.1).to(device)  # some pixels outside [0, 1]: the clamp
+    u = torch.randn(4, 1, 16, 12, generator=g).to(device)
     for f in (model, Reflected(model)):
         fast = linearize(f, x, "fast")
         torch.testing.assert_close(fast.out, f(x))
@@ -138,12 +143,13 @@ def test_fast_and_autograd_paths_agree_in_float32(make):
         torch.testing.assert_close(a.sigma, b.sigma, rtol=1e-5, atol=0)
 
 
-def test_samples_are_independent():
-    model = dncnn_leaky()
+def test_samples_are_independent(device):
+    model = dncnn_leaky().to(device)
     x = _input(0)
     other = x.clone()
     other[0] = _input(5)[0]
     other[2] = _input(6)[2]
+    x, other = x.to(device), other.to(device)
     a = spectral_norm(model, x, max_iter=2000, tol=1e-6)
     b = spectral_norm(model, other, max_iter=2000, tol=1e-6)
     assert a.sigma[1] == pytest.approx(b.sigma[1].item(), rel=1e-12)
@@ -182,17 +188,18 @@ def test_training_batchnorm_is_refused():
 
 @pytest.mark.parametrize("method", ["fast", "autograd"])
 @pytest.mark.parametrize("reduction", ["max", "mean"])
-def test_penalty_gradient_matches_the_exact_sigma2_gradient(method, reduction):
+def test_penalty_gradient_matches_the_exact_sigma2_gradient(method, reduction, device):
     model = _seeded(DnCNN(depth=3, width=4, negative_slope=0.2), 7)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(2, 1, 5, 4, dtype=torch.float64, generator=g)
     y = x + 0.1 * torch.randn(x.shape, generator=g, dtype=torch.float64)
     eps = 0.999  # threshold 1 - eps below every σ², so the penalty is the σ² term itself
 
+    model.to(device)
     penalty = fne_penalty(
         model,
-        x,
-        y,
+        x.to(device),
+        y.to(device),
         eps=eps,
         n_iter=20000,
         generator=torch.Generator().manual_seed(9),
@@ -202,7 +209,8 @@ def test_penalty_gradient_matches_the_exact_sigma2_gradient(method, reduction):
     )
     model.zero_grad()
     penalty.value.backward()
-    ours = [_grad(p) for p in model.parameters()]
+    ours = [_grad(p).cpu() for p in model.parameters()]
+    model.cpu()  # the exact reference on the CPU
 
     x_tilde = interpolate(model, x, y, torch.Generator().manual_seed(9))  # same τ draws
     n = x_tilde[0].numel()
@@ -210,7 +218,7 @@ def test_penalty_gradient_matches_the_exact_sigma2_gradient(method, reduction):
     sigma2 = torch.stack(
         [torch.linalg.matrix_norm(torch.func.jacrev(q)(x_tilde[b : b + 1]).reshape(n, n), ord=2) ** 2 for b in range(2)]
     )
-    torch.testing.assert_close(penalty.sigma2, sigma2.detach(), rtol=1e-6, atol=0)
+    torch.testing.assert_close(penalty.sigma2.cpu(), sigma2.detach(), rtol=1e-6, atol=0)
     model.zero_grad()
     (sigma2.max() if reduction == "max" else sigma2.mean()).backward()
     for a, b in zip(ours, (_grad(p) for p in model.parameters()), strict=True):
@@ -238,19 +246,24 @@ def test_penalty_reuses_a_given_denoised_batch_exactly():
 
 @pytest.mark.parametrize("method", ["fast", "autograd"])
 @pytest.mark.parametrize("reflect", [False, True], ids=["J_G", "2J_G-Id"])
-def test_group_mean_spectral_norm_matches_the_exact_svd_and_the_averaging_bound(method, reflect):
+def test_group_mean_spectral_norm_matches_the_exact_svd_and_the_averaging_bound(method, reflect, device):
     from lipbench.groups import D4, equivariant
 
     model = dncnn_leaky()
     jg = equivariant(model, D4(), "mean")
     f = Reflected(jg) if reflect else jg
     x = _input()
-    result = spectral_norm(f, x, max_iter=20000, tol=1e-13, method=method, generator=torch.Generator().manual_seed(4))
-    torch.testing.assert_close(result.sigma, exact_sigma(f, x), rtol=1e-4, atol=0)
+    exact = exact_sigma(f, x)  # on the CPU
+    per_g = torch.stack([exact_sigma(model, g.apply(x)) for g in D4().elements()])
+    f.to(device)
+    result = spectral_norm(
+        f, x.to(device), max_iter=20000, tol=1e-13, method=method, generator=torch.Generator().manual_seed(4)
+    )
+    sigma = result.sigma.cpu()
+    torch.testing.assert_close(sigma, exact, rtol=1e-4, atol=0)
     if not reflect:  # ‖∂J_G(x)‖ ≤ (1/|G|) Σ_g ‖∂J(T_g x)‖ for orthogonal T_g
-        per_g = torch.stack([exact_sigma(model, g.apply(x)) for g in D4().elements()])
-        assert (result.sigma <= per_g.mean(0) * (1 + 1e-9)).all()
-        assert (result.sigma < per_g.mean(0) * 0.999).any()  # strictly smaller for this net
+        assert (sigma <= per_g.mean(0) * (1 + 1e-9)).all()
+        assert (sigma < per_g.mean(0) * 0.999).any()  # strictly smaller for this net
 
 
 def test_random_mode_equivariant_has_no_jacobian():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -34,7 +36,7 @@ DENOISERS = {
 
 @pytest.mark.parametrize("name", list(DENOISERS))
 @pytest.mark.parametrize("gamma", [1.0, 1.99])
-def test_iterates_converge_to_the_analytic_fixed_point(name, gamma):
+def test_iterates_converge_to_the_analytic_fixed_point(name, gamma, device):
     denoiser = DENOISERS[name]
     A = Blur(MILD)
     y = torch.rand(1, 1, H, W, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
@@ -42,8 +44,8 @@ def test_iterates_converge_to_the_analytic_fixed_point(name, gamma):
     # x* = M (x* − γ Aᵀ(A x* − y))  ⇔  (I − M (I − γ AᵀA)) x* = γ M Aᵀ y
     system = np.eye(H * W) - m @ (np.eye(H * W) - gamma * a.T @ a)
     expected = np.linalg.solve(system, gamma * m @ a.T @ y.flatten().numpy())
-    result = pnp_pgd(denoiser, A, y, gamma=gamma, iters=3000, clamp=False)
-    np.testing.assert_allclose(result.x.flatten().numpy(), expected, atol=1e-6)
+    result = pnp_pgd(denoiser, A, y.to(device), gamma=gamma, iters=3000, clamp=False)
+    np.testing.assert_allclose(result.x.flatten().cpu().numpy(), expected, atol=1e-6)
     c = result.records.c.to_numpy()
     assert (np.diff(c) <= 1e-15).all()  # non-increasing for an averaged iteration
     assert c[-1] < 1e-10
@@ -105,3 +107,30 @@ def test_lipschitz_records_every_m_iterations():
     lip = result.records.set_index("iteration").lip_J
     assert lip.loc[[3, 6]].to_numpy() == pytest.approx(1 / 1.5, rel=1e-9)
     assert lip.loc[[1, 2, 4, 5]].isna().all()
+
+
+def test_the_loop_reads_nothing_back_from_the_device_per_iteration(device):
+    from conftest import ScalarReads
+
+    from lipbench.models import DnCNN
+
+    torch.manual_seed(0)  # test weights only
+    model = DnCNN(depth=3, width=4).eval().to(device)
+    x = torch.rand(2, 1, 24, 20, generator=torch.Generator().manual_seed(0)).to(device)
+    A = Blur(MILD)
+    y = A(x)
+    reads, warned = [], []
+    for iters in (3, 30):
+        if device.type == "cuda":
+            torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with ScalarReads() as mode, warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                pnp_pgd(model, A, y, gamma=1.0, iters=iters, x_true=x, record_every=2)
+        finally:
+            if device.type == "cuda":
+                torch.cuda.set_sync_debug_mode("default")
+        reads.append(mode.count)
+        warned.append(sum("synchroniz" in str(w.message) for w in caught))
+    assert reads == [0, 0]
+    assert warned[0] == warned[1]  # CUDA: the copies of the records at the end only, whatever the length
