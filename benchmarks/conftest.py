@@ -7,23 +7,50 @@ run, and compares it with the goal in ``extra_info["goal"]`` where one is set.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+
 import pytest
 import torch
 
 from lipbench.models import DnCNN
+from lipbench.precision import tf32
 
 SHAPES = {"8x40x40": (8, 1, 40, 40), "1x256x256": (1, 1, 256, 256)}
+# The device the benchmarks run on: cpu by default, cuda in benchmarks/gpu.sh.
+DEVICE = torch.device(os.environ.get("LIPBENCH_BENCH_DEVICE", "cpu"))
+
+
+def synced(fn: Callable[..., object]) -> Callable[..., object]:
+    """``fn`` followed by a device synchronisation, so a timer around it measures the device's work."""
+    if DEVICE.type != "cuda":
+        return fn
+
+    def call(*args, **kwargs):
+        out = fn(*args, **kwargs)
+        torch.cuda.synchronize(DEVICE)
+        return out
+
+    return call
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _full_float32():
+    """Benchmarks compare code paths, not precisions: TF32 off on CUDA (lipbench's default for
+    spectral norms and PnP); the training benchmarks set their own (TrainConfig.tf32)."""
+    with tf32(False):
+        yield
 
 
 @pytest.fixture(scope="session")
 def dncnn17() -> DnCNN:
     torch.manual_seed(0)
-    return DnCNN(depth=17, width=64).eval()
+    return DnCNN(depth=17, width=64).eval().to(DEVICE)
 
 
 @pytest.fixture(params=list(SHAPES), scope="session")
 def batch(request) -> tuple[str, torch.Tensor]:
-    return request.param, torch.rand(SHAPES[request.param], generator=torch.Generator().manual_seed(0))
+    return request.param, torch.rand(SHAPES[request.param], generator=torch.Generator().manual_seed(0)).to(DEVICE)
 
 
 def ratios(benchmarks) -> list[dict]:

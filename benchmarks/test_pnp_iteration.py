@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import DEVICE, synced
 
 from lipbench.data import load_kernel
 from lipbench.groups import D4, equivariant
@@ -13,7 +14,11 @@ from lipbench.physics import Blur
 from lipbench.pnp import pnp_pgd
 
 ITERS = 3
-ROUNDS = {"rounds": 3, "iterations": 1, "warmup_rounds": 1}
+ROUNDS = {
+    "rounds": 3 if DEVICE.type == "cpu" else 30,
+    "iterations": 1,
+    "warmup_rounds": 1 if DEVICE.type == "cpu" else 3,
+}
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +30,9 @@ def problem(request):
     x_true = torch.rand(shape, generator=g)
     A = Blur(load_kernel("levin1"))
     torch.manual_seed(0)
-    model = DnCNN(depth=17, width=64).eval()
-    return model, A, A(x_true) + 0.01 * torch.randn(shape, generator=g), x_true
+    model = DnCNN(depth=17, width=64).eval().to(DEVICE)
+    y = A(x_true) + 0.01 * torch.randn(shape, generator=g)
+    return model, A, y.to(DEVICE), x_true.to(DEVICE)
 
 
 def _forwards(model, y):
@@ -39,7 +45,7 @@ def test_denoiser_forwards(benchmark, problem):
     model, _, y, _ = problem
     benchmark.group = "pnp-iteration[dncnn17 321x481]"
     benchmark.extra_info["role"] = "baseline"
-    benchmark.pedantic(_forwards, (model, y), **ROUNDS)
+    benchmark.pedantic(synced(_forwards), (model, y), **ROUNDS)
 
 
 @pytest.mark.parametrize("mode", ["standard", "equivariant-random", "equivariant-mean"])
@@ -51,4 +57,4 @@ def test_pnp_iterations(benchmark, problem, mode):
     if mode != "standard":
         g = torch.Generator().manual_seed(0) if mode == "equivariant-random" else None
         denoiser = equivariant(model, D4(), mode.removeprefix("equivariant-"), g)
-    benchmark.pedantic(lambda: pnp_pgd(denoiser, A, y, gamma=1.99, iters=ITERS, x_true=x_true), **ROUNDS)
+    benchmark.pedantic(synced(lambda: pnp_pgd(denoiser, A, y, gamma=1.99, iters=ITERS, x_true=x_true)), **ROUNDS)

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import DEVICE, synced
 
 from lipbench.lipschitz import linearize
 
-ROUNDS = {"rounds": 5, "iterations": 1, "warmup_rounds": 1}
+ROUNDS = {
+    "rounds": 5 if DEVICE.type == "cpu" else 30,
+    "iterations": 1,
+    "warmup_rounds": 1 if DEVICE.type == "cpu" else 3,
+}
 
 
 def forward_backward(model, x):
@@ -41,7 +46,7 @@ def test_baseline_forward_backward(benchmark, dncnn17, batch):
     name, x = batch
     benchmark.group = f"power-iteration[{name}]"
     benchmark.extra_info["role"] = "baseline"
-    benchmark.pedantic(forward_backward, (dncnn17, x), **ROUNDS)
+    benchmark.pedantic(synced(forward_backward), (dncnn17, x), **ROUNDS)
 
 
 @pytest.mark.parametrize(("method", "goal"), [("fast", 1.0), ("autograd", 1.4), ("traced", None)])
@@ -53,14 +58,14 @@ def test_linearization(benchmark, dncnn17, batch, method, goal):
     lin = linearize(dncnn17, x, method)
     u = torch.randn_like(x)
     with torch.no_grad():
-        benchmark.pedantic(_power_iteration, (lin, u), **ROUNDS)
+        benchmark.pedantic(synced(_power_iteration), (lin, u), **ROUNDS)
 
 
 def test_traced_path_setup(benchmark, dncnn17, batch):
     """The one-off tracing of the traced path (once per spectral-norm call)."""
     name, x = batch
     benchmark.group = f"power-iteration[{name}]"
-    benchmark.pedantic(linearize, (dncnn17, x, "traced"), rounds=3, iterations=1)
+    benchmark.pedantic(synced(linearize), (dncnn17, x, "traced"), rounds=3, iterations=1)
 
 
 def test_double_backward_reference(benchmark, dncnn17, batch):
@@ -68,11 +73,11 @@ def test_double_backward_reference(benchmark, dncnn17, batch):
     benchmark.group = f"power-iteration[{name}]"
     lin = DoubleBackward(dncnn17, x)
     u = torch.randn_like(x)
-    benchmark.pedantic(_power_iteration, (lin, u), **ROUNDS)
+    benchmark.pedantic(synced(_power_iteration), (lin, u), **ROUNDS)
 
 
 def test_fast_path_setup(benchmark, dncnn17, batch):
     """The one-off forward that records the activation slopes (once per spectral-norm call)."""
     name, x = batch
     benchmark.group = f"power-iteration[{name}]"
-    benchmark.pedantic(linearize, (dncnn17, x, "fast"), **ROUNDS)
+    benchmark.pedantic(synced(linearize), (dncnn17, x, "fast"), **ROUNDS)

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import DEVICE, synced
 from peak_memory import CPU_SUPPORTED, peak_extra_bytes
 
 from lipbench.data import PatchSampler
 from lipbench.training import TrainConfig, initial_state, train_step
 
-ROUNDS = {"rounds": 5, "iterations": 1, "warmup_rounds": 1}
+ROUNDS = {
+    "rounds": 5 if DEVICE.type == "cpu" else 30,
+    "iterations": 1,
+    "warmup_rounds": 1 if DEVICE.type == "cpu" else 3,
+}
 
 
 def _setup(lam: float):
     config = TrainConfig(
         model_kwargs={"depth": 17, "width": 64}, batch_size=8, patch_size=40, lam=lam, power_iters=10, power_tol=0.0
     )
-    dev = torch.device("cpu")
+    dev = DEVICE
     state = initial_state(config, dev)
     images = [torch.rand(1, 96, 96, generator=torch.Generator().manual_seed(i)) for i in range(4)]
     return state, config, PatchSampler(images, 40, 8, generator=state.generator), dev
@@ -25,16 +30,16 @@ def _setup(lam: float):
 def test_plain_step(benchmark):
     benchmark.group = "training-step[dncnn17 8x40x40]"
     benchmark.extra_info["role"] = "baseline"
-    benchmark.pedantic(train_step, _setup(0.0), **ROUNDS)
+    benchmark.pedantic(synced(train_step), _setup(0.0), **ROUNDS)
 
 
 def test_penalty_step_10_power_iterations(benchmark):
     benchmark.group = "training-step[dncnn17 8x40x40]"
     benchmark.extra_info["goal"] = 10.0
-    benchmark.pedantic(train_step, _setup(1e-3), **ROUNDS)
+    benchmark.pedantic(synced(train_step), _setup(1e-3), **ROUNDS)
 
 
-@pytest.mark.skipif(not CPU_SUPPORTED, reason="CPU peak memory needs glibc's mallinfo2")
+@pytest.mark.skipif(DEVICE.type == "cpu" and not CPU_SUPPORTED, reason="CPU peak memory needs glibc's mallinfo2")
 def test_penalty_step_peak_memory(benchmark):
     """Peak extra memory of a penalty step ÷ a plain step (each after a warm-up step)."""
     benchmark.group = "peak-memory[dncnn17 8x40x40]"

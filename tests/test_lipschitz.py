@@ -152,7 +152,7 @@ def test_samples_are_independent(device):
     x, other = x.to(device), other.to(device)
     a = spectral_norm(model, x, max_iter=2000, tol=1e-6)
     b = spectral_norm(model, other, max_iter=2000, tol=1e-6)
-    assert a.sigma[1] == pytest.approx(b.sigma[1].item(), rel=1e-12)
+    assert a.sigma[1].item() == pytest.approx(b.sigma[1].item(), rel=1e-12)
     assert not torch.allclose(a.sigma[0], b.sigma[0])
 
 
