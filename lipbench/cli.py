@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     _tf32_arg(p, True, "training")
     p.add_argument("--amp", default="none", choices=["none", "bf16"], help="autocast the step to bfloat16")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False,
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
                    help="NHWC weights and activations (default: %(default)s)")  # fmt: skip
     p.add_argument("--root", help="data root (default: $LIPBENCH_DATA, else resources/data)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -66,7 +66,7 @@ class TrainConfig:
     # CUDA only (no effect on the CPU); defaults chosen by measurement, see docs/performance.md
     tf32: bool = True
     amp: str = "none"
-    channels_last: bool = False
+    channels_last: bool = True
 
     def __post_init__(self) -> None:
         problems = []

@@ -39,6 +39,11 @@ def lam_label(lam: float) -> str:
     return f"{lam:g}"
 
 
+def flag(name: str, on: bool) -> str:
+    """``--name`` or ``--no-name`` (argparse's BooleanOptionalAction)."""
+    return f"--{name}" if on else f"--no-{name}"
+
+
 def root_arg(config: dict[str, Any]) -> str:
     root = config["data"].get("root")
     return f"--root {root}" if root else ""
@@ -53,6 +58,8 @@ def train_args(config: dict[str, Any], steps: int, lr: float) -> str:
         f"--sigma {t.get('sigma', 0.009)} --loss {t.get('loss', 'l2')} --lr {lr}",
         f"--eps {t.get('eps', 0.05)} --power-iters {t.get('power_iters', 5)} --seed {t.get('seed', 0)}",
         f"--steps {steps} --device {config['device']} --quiet",
+        f"{flag('tf32', t.get('tf32', True))} --amp {t.get('amp', 'none')}",
+        flag("channels-last", t.get("channels_last", True)),
     ]
     if t.get("max_images"):
         args.append(f"--max-images {t['max_images']}")
@@ -84,6 +91,7 @@ def pnp_args(config: dict[str, Any], long: bool = False) -> str:
         f"--gamma {p.get('gamma', 1.99)} --x0 {p.get('x0', 'y')} --iters {iters} --record-every {every}",
         f"--group {p.get('group', 'd4')}",
         f"--clamp {p.get('clamp', 'both')} --seed {p.get('seed', 0)} --device {config['device']}",
+        f"{flag('tf32', p.get('tf32', False))} --compile {p.get('compile', 'none')}",
     ]
     args += [f"--kernel-sigma {k}={v}" for k, v in p.get("kernel_sigma", {}).items()]
     if p.get("crop"):
@@ -96,6 +104,7 @@ def lipschitz_args(config: dict[str, Any]) -> str:
     args = [
         f"--dataset {q.get('dataset', 'bsd10')} --points {' '.join(q.get('points', ['noisy', 'tilde']))}",
         f"--tol {q.get('tol', 1e-4)} --max-iter {q.get('max_iter', 500)} --device {config['device']}",
+        flag("tf32", q.get("tf32", False)),
     ]
     if q.get("crop"):
         args.append(f"--crop {q['crop']}")
