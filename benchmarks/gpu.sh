@@ -36,18 +36,24 @@ fi
 
 PARTS="${PARTS:-tests bench measure}"  # a subset reruns only those parts
 echo "== [$((SECONDS - start)) s] CUDA correctness tests"
-[[ $PARTS == *tests* ]] && LIPBENCH_TEST_DEVICE=$DEVICE "$PY" -m pytest -q -p no:cacheprovider tests/test_lipschitz.py tests/test_pnp.py \
-    tests/test_groups.py tests/test_precision.py 2>&1 | tee "$OUT/cuda-tests.log" || status=1
+if [[ $PARTS == *tests* ]]; then
+    LIPBENCH_TEST_DEVICE=$DEVICE "$PY" -m pytest -q -p no:cacheprovider tests/test_lipschitz.py tests/test_pnp.py \
+        tests/test_groups.py tests/test_precision.py 2>&1 | tee "$OUT/cuda-tests.log" || status=1
+fi
 
 echo "== [$((SECONDS - start)) s] benchmarks on CUDA"
-[[ $PARTS == *bench* ]] && LIPBENCH_BENCH_DEVICE=$DEVICE "$PY" -m pytest benchmarks -q -p no:cacheprovider "${bench[@]}" \
-    -k "not performance_page and not deepinv and not gpu_measure and not end_to_end and not scaling" \
-    --benchmark-json "$OUT/benchmarks-cuda.json" 2>&1 | tee "$OUT/benchmarks-cuda.log" || status=1
+if [[ $PARTS == *bench* ]]; then
+    LIPBENCH_BENCH_DEVICE=$DEVICE "$PY" -m pytest benchmarks -q -p no:cacheprovider "${bench[@]}" \
+        -k "not performance_page and not deepinv and not gpu_measure and not end_to_end and not scaling" \
+        --benchmark-json "$OUT/benchmarks-cuda.json" 2>&1 | tee "$OUT/benchmarks-cuda.log" || status=1
+fi
 
 echo "== [$((SECONDS - start)) s] GPU options and the paper slice"
-# shellcheck disable=SC2086
-[[ $PARTS == *measure* ]] && "$PY" benchmarks/gpu_measure.py "${measure[@]}" ${MEASURE_ARGS:-} --out "$OUT" --budget-s "${MEASURE_BUDGET_S:-240}" 2>&1 \
-    | tee "$OUT/gpu-measure.log" || status=1
+if [[ $PARTS == *measure* ]]; then
+    # shellcheck disable=SC2086
+    "$PY" benchmarks/gpu_measure.py "${measure[@]}" ${MEASURE_ARGS:-} --out "$OUT" \
+        --budget-s "${MEASURE_BUDGET_S:-240}" 2>&1 | tee "$OUT/gpu-measure.log" || status=1
+fi
 
 echo "== [$((SECONDS - start)) s] done (status $status); files in $OUT"
 exit $status

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lipbench.errors import LipbenchError
@@ -287,3 +288,20 @@ def test_tolerance_holds_for_clustered_singular_values():
     assert ((exact - result.sigma) / exact).max() < 3e-4
     naive = spectral_norm(net, x, max_iter=47, tol=0, generator=torch.Generator().manual_seed(2))
     assert ((exact - naive.sigma) / exact).min() > 5e-3  # where the naive test stops (measured)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "padding", "dilation", "groups"),
+    [(3, 1, 1, 1), (5, 2, 1, 1), (3, 0, 1, 1), (3, 2, 2, 1), ((3, 5), (1, 2), 1, 1), (3, 1, 1, 2), (3, 3, 1, 1)],
+)
+def test_fast_adjoint_convolution_is_the_transposed_convolution(kernel, padding, dilation, groups, device):
+    from lipbench.lipschitz.linearize import _conv_transpose
+
+    torch.manual_seed(0)  # test weights only
+    conv = nn.Conv2d(4, 6, kernel, padding=padding, dilation=dilation, groups=groups, bias=False).double().to(device)
+    x = torch.rand(2, 4, 11, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).to(device)
+    y = torch.rand_like(conv(x))
+    got = _conv_transpose(y, conv)
+    ref = F.conv_transpose2d(y, conv.weight, None, 1, conv.padding, 0, groups, conv.dilation)
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+    assert (conv(x) * y).sum().item() == pytest.approx((x * got).sum().item(), rel=1e-12)  # ⟨Ax, y⟩ = ⟨x, Aᵀy⟩

@@ -102,6 +102,20 @@ def _inside(x: torch.Tensor) -> torch.Tensor:
     return ((x >= 0) & (x <= 1)).to(x.dtype)
 
 
+def _conv_transpose(r: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """The adjoint of a stride-1 convolution: a convolution with the spatially flipped, transposed
+    kernel and the complementary padding. Same result as ``F.conv_transpose2d``, but cuDNN's float32
+    transposed convolution ran 8.6× slower than this on an H100 at BSD10 size (3.45 vs 0.40 ms a layer,
+    benchmarks/results/h100-2026-11-26/linearization-profile-before.json)."""
+    if conv.groups != 1:
+        return F.conv_transpose2d(r, conv.weight, None, 1, conv.padding, 0, conv.groups, conv.dilation)
+    k, d, p = conv.kernel_size, conv.dilation, conv.padding
+    padding = tuple(d[i] * (k[i] - 1) - p[i] for i in range(2))
+    if min(padding) < 0:
+        return F.conv_transpose2d(r, conv.weight, None, 1, conv.padding, 0, 1, conv.dilation)
+    return F.conv2d(r, conv.weight.flip(-1, -2).transpose(0, 1), None, 1, padding, conv.dilation)
+
+
 class PiecewiseLinear:
     """Fast ``J u`` / ``Jᵀ w`` of a conv + (Leaky)ReLU stack at ``x`` (see the module docstring)."""
 
@@ -154,7 +168,7 @@ class PiecewiseLinear:
         skip = r
         for kind, op in reversed(self.ops):
             if kind == "conv":
-                r = F.conv_transpose2d(r, op.weight, None, 1, op.padding, 0, op.groups, op.dilation)
+                r = _conv_transpose(r, op)
             elif kind == "slope":
                 r = r * op
             else:
