@@ -36,6 +36,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import paper_estimate
+
 import lipbench.training
 from lipbench.data import PatchSampler, load_images, load_kernel
 from lipbench.device import compile_denoiser, resolve_device
@@ -349,35 +351,22 @@ def paper_slice(sizes: Sizes, device: torch.device, root: str | None, work: Path
     seconds, _ = _seconds(lambda: denoising_psnr(str(model_path), "bsd68", root=root, device=str(device),
                                                  crop=sizes.crop), device)  # fmt: skip
     out["denoise_bsd68_s"] = seconds
-    out["extrapolation"] = extrapolate(paper, out)
+    out["extrapolation"] = extrapolate(paper, out, report.data.get("precision_effects"))
     return out
 
 
-def extrapolate(paper: dict[str, Any], unit: dict[str, float]) -> dict[str, Any]:
-    """Wall time of the whole paper configuration from the slice's unit costs (one GPU, jobs in series)."""
-    t, pnp, lip = paper["train"], paper["pnp"], paper["lipschitz"]
-    lams = t["lambdas"]
-    n_fine = sum(1 for lam in lams if lam > 0)
-    per_method = {"standard": unit["pnp_standard_iteration_s"], "random": unit["pnp_random_iteration_s"],
-                  "mean": unit["pnp_mean_iteration_s"]}  # fmt: skip
-    long = pnp.get("long_runs") or {}
-    # per point and model: J at the 8 elements of D4 and J_G (8 forwards per product), each for ‖∂J‖
-    # and ‖∂Q‖ (two power iterations): 32 single-image power iterations per image
-    lip_iters = unit["lipschitz_iterations_to_tol"]
-    stages = {
-        "train base": t["base_steps"] * unit["base_step_s"],
-        "fine-tune λ > 0": n_fine * t["finetune_steps"] * unit["penalty_step_s"],
-        "PnP": len(lams) * pnp["iters"] * sum(per_method[m] for m in pnp["methods"]),
-        "long PnP runs": len(long.get("lambdas", [])) * long.get("iters", 0)
-        * sum(per_method[m] for m in long.get("methods", [])),
-        "Lipschitz (measured iterations)": len(lams) * len(lip["points"]) * 32 * 10 * lip_iters
-        * unit["lipschitz_iteration_s"],
-        "Lipschitz (max_iter bound)": len(lams) * len(lip["points"]) * 32 * 10 * lip["max_iter"]
-        * unit["lipschitz_iteration_s"],
-        "denoise BSD68": len(lams) * unit["denoise_bsd68_s"],
-    }  # fmt: skip
-    total = sum(v for k, v in stages.items() if k != "Lipschitz (max_iter bound)")
-    return {"stages_s": stages, "total_s": total, "dominant": max(stages, key=stages.get)}
+def extrapolate(paper: dict[str, Any], unit: dict[str, float], effects: dict[str, Any] | None) -> dict[str, Any]:
+    """The whole paper configuration from the slice's unit costs and from FLOP counts (paper_estimate.py).
+    Power-iteration counts and step costs come from ``precision_effects`` (a DnCNN whose Jacobian is far
+    from the identity) when it ran, else from the slice's barely trained model."""
+    if effects and "J_iterations" in effects:
+        iterations = float(np.mean(effects["J_iterations"] + effects["Q_iterations"]))
+        per_image = (effects["J_iteration_s"] + effects["Q_iteration_s"]) / 2 / len(effects["J_iterations"])
+    else:
+        iterations, per_image = unit["lipschitz_iterations_to_tol"], unit["lipschitz_iteration_s"]
+    stages = paper_estimate.from_slice(paper, {**unit, "lipschitz_image_iteration_s": per_image}, iterations)
+    return {"lipschitz_iterations": iterations, "stages_s": stages, "total_s": sum(stages.values()),
+            "dominant": max(stages, key=stages.get)}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -400,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         "pnp_options": lambda: pnp_options(sizes, device, args.root),
         "pinned": lambda: pinned(sizes, device, images),
         "precision_effects": lambda: precision_effects(sizes, device, args.root),
-    }
+    }  # in this order: the slice's extrapolation uses precision_effects
     with tempfile.TemporaryDirectory() as work:
         sections["slice"] = lambda: paper_slice(sizes, device, args.root, Path(work), report)
         for name, fn in sections.items():

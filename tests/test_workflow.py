@@ -119,6 +119,10 @@ def test_slurm_profile_plans_the_paper_configuration(tmp_path):
     lambdas, methods = len(paper["train"]["lambdas"]), len(paper["pnp"]["methods"])
     assert planned["train_base"] == 1 and planned["finetune"] == lambdas - 1
     assert planned["pnp"] == lambdas * methods and planned["lipschitz"] == lambdas and planned["figures"] == 1
+    # the per-λ rules go as SLURM job arrays: each must exist and have several jobs to batch
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    arrays = [rule.strip() for rule in profile["slurm-array-jobs"].split(",")]
+    assert {"finetune", "pnp", "lipschitz"} <= set(arrays) and all(planned.get(r, 0) > 1 for r in arrays)
 
 
 def test_code_hash_follows_the_code(tmp_path, monkeypatch):

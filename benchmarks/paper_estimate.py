@@ -1,0 +1,64 @@
+"""Wall time of ``config/paper.yaml`` on one GPU, two ways: from FLOP counts at measured rates, and
+from the unit costs of the timed slice (``benchmarks/gpu_measure.py``). Jobs run one after another.
+
+A unit is one DnCNN-20/64 forward on one BSD10 image (481×321 grey): 0.205 TFLOP. Backward passes
+count two forwards, a Jacobian-vector or vector-Jacobian product one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PIXELS = 481 * 321
+FORWARD_TFLOP = 2 * 9 * (64 + 18 * 64 * 64 + 64) * PIXELS / 1e12  # DnCNN-20/64, 3×3 convolutions
+IMAGES = {"bsd10": 10, "bsd68": 68}
+FORWARDS_PER_CALL = {"standard": 1, "random": 1, "mean": 8}  # J_G averages the 8 elements of D4
+
+
+def forward_units(paper: dict[str, Any], lipschitz_iterations: float) -> dict[str, float]:
+    """Denoiser forwards (BSD10-image units) of every stage."""
+    t, p, lip = paper["train"], paper["pnp"], paper["lipschitz"]
+    lams = len(t["lambdas"])
+    fine = sum(1 for lam in t["lambdas"] if lam > 0)
+    patches = t["batch_size"] * t["patch_size"] ** 2 / PIXELS
+    jobs = IMAGES[p.get("dataset", "bsd10")] * len(p["kernels"])
+    long = p.get("long_runs") or {}
+    # per point: J at the 8 elements and J_G (8 forwards per product), for ‖∂J‖ and for ‖∂Q‖
+    lipschitz_products = IMAGES[lip.get("dataset", "bsd10")] * (8 + 8) * 2 * 2 * lipschitz_iterations
+    return {
+        "train base": t["base_steps"] * 3 * patches,
+        "fine-tune λ > 0": fine * t["finetune_steps"] * (3 + 2 * t["power_iters"] + 3) * patches,
+        "PnP": lams * p["iters"] * jobs * sum(FORWARDS_PER_CALL[m] for m in p["methods"]),
+        "long PnP runs": len(long.get("lambdas", [])) * long.get("iters", 0) * jobs
+        * sum(FORWARDS_PER_CALL[m] for m in long.get("methods", [])),
+        "Lipschitz": lams * len(lip["points"]) * lipschitz_products,
+        "denoise BSD68": lams * IMAGES[paper.get("denoise", {}).get("dataset", "bsd68")],
+    }  # fmt: skip
+
+
+def from_flops(paper: dict[str, Any], tflops: dict[str, float], lipschitz_iterations: float) -> dict[str, float]:
+    """Seconds per stage at the measured rates: ``tflops["train"]`` (TF32, lipbench's training
+    default) and ``tflops["eval"]`` (full float32, its default for PnP, spectral norms and metrics)."""
+    units = forward_units(paper, lipschitz_iterations)
+    rate = {k: tflops["train" if k.startswith(("train", "fine")) else "eval"] for k in units}
+    return {k: v * FORWARD_TFLOP / rate[k] for k, v in units.items()}
+
+
+def from_slice(paper: dict[str, Any], unit: dict[str, float], lipschitz_iterations: float) -> dict[str, float]:
+    """Seconds per stage from the slice's measured unit costs (lipbench's own entry points)."""
+    t, p, lip = paper["train"], paper["pnp"], paper["lipschitz"]
+    lams = t["lambdas"]
+    per_method = {m: unit[f"pnp_{m}_iteration_s"] for m in FORWARDS_PER_CALL}
+    long = p.get("long_runs") or {}
+    images = IMAGES[lip.get("dataset", "bsd10")]
+    return {
+        "train base": t["base_steps"] * unit["base_step_s"],
+        "fine-tune λ > 0": sum(1 for lam in lams if lam > 0) * t["finetune_steps"] * unit["penalty_step_s"],
+        "PnP": len(lams) * p["iters"] * sum(per_method[m] for m in p["methods"]),
+        "long PnP runs": len(long.get("lambdas", [])) * long.get("iters", 0)
+        * sum(per_method[m] for m in long.get("methods", [])),
+        # one power-iteration step of one image (‖∂J‖ or ‖∂Q‖) costs unit["lipschitz_image_iteration_s"]
+        "Lipschitz": len(lams) * len(lip["points"]) * images * (8 + 8) * 2 * lipschitz_iterations
+        * unit["lipschitz_image_iteration_s"],
+        "denoise BSD68": len(lams) * unit["denoise_bsd68_s"],
+    }  # fmt: skip

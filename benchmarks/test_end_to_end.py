@@ -1,0 +1,56 @@
+"""End to end: the wall time of ``snakemake --cores 2`` for the ci and quick configurations from an
+empty results folder (goal: quick ≤ 15 min on 2 CPU cores).
+
+The quick run takes about 10 minutes, so it is timed only when ``LIPBENCH_BENCH_QUICK=1``; otherwise,
+and in smoke runs (``--benchmark-disable``), each configuration is planned (``snakemake -n``) so the
+benchmark cannot rot. The timed runs work in a temporary folder: ``results/`` is left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = {"ci": "ci.yaml", "quick": "config.yaml"}  # config name → file (config.yaml is the quick default)
+GOALS_S = {"quick": 15 * 60}
+
+
+def _snakemake(config: str, workdir: Path, *extra: str) -> str:
+    env = dict(os.environ)
+    env["LIPBENCH_DATA"] = str(Path(env.get("LIPBENCH_DATA") or REPO / "resources" / "data").resolve())
+    snakemake = Path(sys.executable).with_name("snakemake")
+    cmd = [str(snakemake), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(REPO / "config" / CONFIGS[config]), "--cores", "2", *extra]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("config", ["ci", "quick"])
+def test_end_to_end(benchmark, config, tmp_path, request):
+    benchmark.group = "end-to-end[snakemake --cores 2]"
+    timed = not request.config.getoption("benchmark_disable") and (
+        config == "ci" or os.environ.get("LIPBENCH_BENCH_QUICK") == "1"
+    )
+    if not timed:  # plan only: the DAG builds and every job is there
+        out = benchmark.pedantic(_snakemake, (config, tmp_path, "-n"), rounds=1, iterations=1)
+        jobs = re.search(r"^total\s+(\d+)", out, re.MULTILINE)
+        assert jobs and int(jobs.group(1)) > 5, out[-2000:]
+        return
+    if config in GOALS_S:
+        benchmark.extra_info["goal_s"] = GOALS_S[config]
+    out = benchmark.pedantic(_snakemake, (config, tmp_path, "--quiet"), rounds=1, iterations=1)
+    tables = tmp_path / "results" / config / "tables"
+    assert (tables / "results.csv").is_file(), out[-2000:]
+    benchmark.extra_info["results"] = str(tmp_path / "results" / config)
+    keep = os.environ.get("LIPBENCH_BENCH_KEEP")  # copy the run's results out (to refresh results/quick)
+    if keep:
+        import shutil
+
+        shutil.copytree(tmp_path / "results" / config, Path(keep) / config, dirs_exist_ok=True)
