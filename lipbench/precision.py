@@ -3,8 +3,9 @@
 TF32 runs float32 convolutions and matrix products on the tensor cores with a 10-bit mantissa
 (relative error about 5e-4 per product). lipbench allows it for training, where it only perturbs
 the optimisation, and forbids it by default where numbers are reported: spectral-norm estimates,
-PnP restorations and their PSNR (``docs/performance.md`` measures what it changes). On the CPU
-these switches change nothing, so results there never depend on them.
+PnP restorations and their PSNR (``docs/performance.md`` measures what it changes). TF32 does not
+exist on the CPU, so CPU results never depend on it; bf16 autocast and ``channels_last`` act on
+every device (``channels_last`` changes the rounding of convolutions, not their values beyond it).
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ class PnPSettings:
     record_every: int = 1
     lipschitz_every: int = 0
     max_batch: int = 16
-    # CUDA only (no effect on the CPU, except compile); defaults chosen by measurement (docs/performance.md)
+    # execution options; defaults chosen by measurement (docs/performance.md), tf32 acts on CUDA only
     tf32: bool = False  # restorations and their PSNR are reported numbers: full float32 unless asked
     compile: str = "none"
     channels_last: bool = False

@@ -63,7 +63,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 100
     init: str | None = None
-    # CUDA only (no effect on the CPU); defaults chosen by measurement, see docs/performance.md
+    # execution options; defaults chosen by measurement (docs/performance.md), tf32 acts on CUDA only
     tf32: bool = True
     amp: str = "none"
     channels_last: bool = True
