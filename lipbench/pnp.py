@@ -72,6 +72,7 @@ def pnp_pgd(
         x = A.adjoint(y)
     else:
         raise ValueError(f"x0 must be 'y', 'adjoint' or a tensor, got {x0!r}")
+    data_step = A.gradient_step(y, gamma)  # x − γ Aᵀ(A x − y), two FFTs per iteration
     recorded = [k for k in range(1, iters + 1) if k % record_every == 0 or k == iters]
     lip_at = {k for k in range(1, iters + 1) if lipschitz_every and k % lipschitz_every == 0}
     batch = y.shape[0]
@@ -82,7 +83,7 @@ def pnp_pgd(
     row = 0
     with torch.no_grad():
         for k in range(1, iters + 1):
-            z = x - gamma * A.adjoint(A(x) - y)
+            z = data_step(x)
             if clamp_input:
                 z = z.clamp(0, 1)
             if k in lip_at:

@@ -131,3 +131,22 @@ def test_batched_kernels_blur_each_sample_with_its_own_kernel():
         batched(x[:2])
     with pytest.raises(AttributeError, match="has .kernels"):
         _ = batched.kernel
+
+
+@pytest.mark.parametrize("shape", [(40, 33), (32, 48)], ids=["odd-width", "even-width"])
+def test_gradient_step_equals_the_four_fft_composition(shape):
+    names = ["levin1", "levin4", "gaussian_1_6"]
+    A = Blur([load_kernel(n) for n in names])
+    g = torch.Generator().manual_seed(7)
+    x = torch.rand(3, 1, *shape, generator=g, dtype=torch.float64)
+    y = torch.rand(3, 1, *shape, generator=g, dtype=torch.float64)
+    step = A.gradient_step(y, 1.7)
+    expected = x - 1.7 * A.adjoint(A(x) - y)
+    torch.testing.assert_close(step(x), expected, rtol=0, atol=1e-13)
+    # and against scipy: Aᵀ is the correlation with the flipped kernel, i.e. a convolution
+    k = load_kernel("levin4").double().numpy()
+    r = scipy.ndimage.correlate(x[1, 0].numpy(), k, mode="wrap") - y[1, 0].numpy()
+    ref = x[1, 0].numpy() - 1.7 * scipy.ndimage.convolve(r, k, mode="wrap")
+    np.testing.assert_allclose(step(x)[1, 0].numpy(), ref, atol=1e-12)
+    with pytest.raises(ValueError, match="needs a batch of 3"):
+        A.gradient_step(y[:2], 1.0)
