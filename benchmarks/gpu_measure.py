@@ -29,6 +29,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import torch
@@ -296,15 +297,17 @@ def paper_slice(sizes: Sizes, device: torch.device, root: str | None, work: Path
     out: dict[str, Any] = {}
     load_s, images = _seconds(lambda: load_images("bsd400", root), device)
     out["load_bsd400_s"] = load_s
-    lipbench.training.load_images = lambda *a, **k: images  # time the steps, not the JPEG decoding (above)
-    seconds, base_path = _seconds(lambda: train(base, work / "base", device=str(device), root=root, progress=False),
-                                  device)  # fmt: skip
-    out["base_step_s"] = seconds / sizes.steps
-    penalty = dataclasses.replace(base, lam=1e-3, lr=t["finetune_lr"], init=str(base_path))
-    seconds, model_path = _seconds(
-        lambda: train(penalty, work / "lam", device=str(device), root=root, progress=False), device
-    )
-    out["penalty_step_s"] = seconds / sizes.steps
+    # time the steps, not the JPEG decoding (timed above): train() gets the images already loaded
+    with mock.patch.object(lipbench.training, "load_images", lambda *a, **k: images):
+        seconds, base_path = _seconds(
+            lambda: train(base, work / "base", device=str(device), root=root, progress=False), device
+        )
+        out["base_step_s"] = seconds / sizes.steps
+        penalty = dataclasses.replace(base, lam=1e-3, lr=t["finetune_lr"], init=str(base_path))
+        seconds, model_path = _seconds(
+            lambda: train(penalty, work / "lam", device=str(device), root=root, progress=False), device
+        )
+        out["penalty_step_s"] = seconds / sizes.steps
     report.add("slice", out)
 
     pnp = paper["pnp"]
@@ -356,12 +359,12 @@ def paper_slice(sizes: Sizes, device: torch.device, root: str | None, work: Path
 
 
 def extrapolate(paper: dict[str, Any], unit: dict[str, float], effects: dict[str, Any] | None) -> dict[str, Any]:
-    """The whole paper configuration from the slice's unit costs and from FLOP counts (paper_estimate.py).
-    Power-iteration counts and step costs come from ``precision_effects`` (a DnCNN whose Jacobian is far
-    from the identity) when it ran, else from the slice's barely trained model."""
+    """The whole paper configuration from the slice's unit costs (paper_estimate.from_slice; the page
+    adds the FLOP-count estimate). Power-iteration counts and step costs come from ``precision_effects``
+    (a DnCNN whose Jacobian is far from the identity) when it ran, else from the slice's barely trained
+    model."""
     if effects and "J_iterations" in effects:
-        iterations = float(np.mean(effects["J_iterations"] + effects["Q_iterations"]))
-        per_image = (effects["J_iteration_s"] + effects["Q_iteration_s"]) / 2 / len(effects["J_iterations"])
+        iterations, per_image = paper_estimate.lipschitz_unit(effects)
     else:
         iterations, per_image = unit["lipschitz_iterations_to_tol"], unit["lipschitz_iteration_s"]
     stages = paper_estimate.from_slice(paper, {**unit, "lipschitz_image_iteration_s": per_image}, iterations)

@@ -15,6 +15,14 @@ IMAGES = {"bsd10": 10, "bsd68": 68}
 FORWARDS_PER_CALL = {"standard": 1, "random": 1, "mean": 8}  # J_G averages the 8 elements of D4
 
 
+def lipschitz_unit(effects: dict[str, Any]) -> tuple[float, float]:
+    """``(power iterations to the tolerance, seconds of one power-iteration step per image)`` from the
+    ``precision_effects`` section of ``gpu_measure.py`` (‖∂J‖ and ‖∂Q‖ of a batch of images)."""
+    counts = effects["J_iterations"] + effects["Q_iterations"]
+    per_image = (effects["J_iteration_s"] + effects["Q_iteration_s"]) / 2 / len(effects["J_iterations"])
+    return sum(counts) / len(counts), per_image
+
+
 def forward_units(paper: dict[str, Any], lipschitz_iterations: float) -> dict[str, float]:
     """Denoiser forwards (BSD10-image units) of every stage."""
     t, p, lip = paper["train"], paper["pnp"], paper["lipschitz"]

@@ -258,8 +258,7 @@ def gpu_sections(gpu: dict[str, Any], profiles: list[tuple[str, dict]], paper: d
 
 def paper_section(gpu: dict[str, Any], paper: dict[str, Any]) -> list[str]:
     unit, effects, t = gpu["slice"], gpu["precision_effects"], gpu["throughput"]
-    iterations = float(np.mean(effects["J_iterations"] + effects["Q_iterations"]))
-    per_image = (effects["J_iteration_s"] + effects["Q_iteration_s"]) / 2 / len(effects["J_iterations"])
+    iterations, per_image = paper_estimate.lipschitz_unit(effects)
     units = paper_estimate.forward_units(paper, iterations)
     flops = paper_estimate.from_flops(paper, {"train": t["tf32"]["tflops"], "eval": t["float32"]["tflops"]},
                                       iterations)  # fmt: skip

@@ -27,7 +27,7 @@ KERNELS = ("levin1", "levin2", "levin3", "levin4")
 
 
 @pytest.fixture(scope="module")
-def model(request) -> DnCNN:
+def model() -> DnCNN:
     torch.manual_seed(0)  # benchmark weights only
     return DnCNN(depth=8, width=32).eval().to(DEVICE)
 

@@ -58,13 +58,16 @@ class Blur:
             self._spectra[key] = spectra.to(device=device, dtype=_complex(dtype))
         return self._spectra[key]
 
-    def _apply(self, x: torch.Tensor, conjugate: bool) -> torch.Tensor:
+    def _check(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or not x.is_floating_point():
             raise ValueError(f"Blur expects a floating-point B×C×H×W tensor, got {tuple(x.shape)} {x.dtype}")
         if self.batched and x.shape[0] != len(self.kernels):
             raise ValueError(
                 f"a Blur with {len(self.kernels)} kernels needs a batch of {len(self.kernels)}, got {x.shape[0]}"
             )
+
+    def _apply(self, x: torch.Tensor, conjugate: bool) -> torch.Tensor:
+        self._check(x)
         spec = self.spectrum(tuple(x.shape[-2:]), x.device, x.dtype)
         spec = spec.conj() if conjugate else spec
         return torch.fft.irfft2(torch.fft.rfft2(x) * spec, s=x.shape[-2:])
@@ -81,7 +84,7 @@ class Blur:
         """``x ↦ x − γ Aᵀ(A x − y)``, the data step of PnP-PGD, in two FFTs per call instead of the
         four of ``adjoint(A(x) − y)``: ``Aᵀ(A x − y) = F⁻¹(|K|² F x − K F y)``, with ``|K|²`` and
         ``K F y`` computed once here."""
-        self._apply(y, conjugate=True)  # the same shape checks as A itself
+        self._check(y)
         spec = self.spectrum(tuple(y.shape[-2:]), y.device, y.dtype)
         gram, aty = spec.abs().square(), torch.fft.rfft2(y) * spec
 

@@ -110,7 +110,7 @@ def _run_pnp(settings: PnPSettings, root: str | None, dev: torch.device) -> dict
     if settings.clamp == "both" and hasattr(model, "clamp"):
         model.clamp = True  # J's input and output clipped to [0, 1], as in PnP-MMO's test code
     model = to_channels_last(model, settings.channels_last)
-    fast = compile_denoiser(model, settings.compile)  # Lipschitz records use the plain model
+    compiled = compile_denoiser(model, settings.compile)  # Lipschitz records use the plain model
     ids = image_ids(settings.dataset, root)
     images = load_images(settings.dataset, root)
     if settings.crop is not None:
@@ -126,14 +126,14 @@ def _run_pnp(settings: PnPSettings, root: str | None, dev: torch.device) -> dict
         x_true = torch.stack([images[i] for i, _ in batch]).to(dev)
         A = Blur([kernels[k] for _, k in batch])
         y = torch.stack([observe(images[i], Blur(kernels[k]), settings.noise(k), ids[i], k) for i, k in batch]).to(dev)
-        denoiser = fast
+        denoiser = compiled
         if group is not None:
             g = (
                 torch.Generator().manual_seed(derive_seed("equivariant", settings.seed))
                 if settings.equivariance == "random"
                 else None
             )
-            denoiser = equivariant(fast, group, settings.equivariance, g)
+            denoiser = equivariant(compiled, group, settings.equivariance, g)
         result = pnp_pgd(
             denoiser, A, y, gamma=settings.gamma, iters=settings.iters, x0=settings.x0, x_true=x_true,
             clamp=settings.clamp != "none", record_every=settings.record_every,

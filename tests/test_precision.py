@@ -153,5 +153,5 @@ def test_a_training_step_reads_back_only_the_power_iterations_stopping_test(devi
             row = training.train_step(state, config, sampler, device)
         counts[lam, tol] = mode.count
         assert isinstance(row["loss"], torch.Tensor)  # converted when the log is written, not per step
-    # one `any()` per power iteration (it stops early once every σ has settled), nothing else
-    assert counts[0.0, 1e-3] == 0 and counts[1e-3, 0.0] == 4 and 1 <= counts[1e-3, 1e-3] <= 4
+    # one `any()` per power iteration from the third on (none can stop earlier), nothing else
+    assert counts[0.0, 1e-3] == 0 and counts[1e-3, 0.0] == 2 and 1 <= counts[1e-3, 1e-3] <= 2

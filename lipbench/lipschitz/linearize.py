@@ -102,6 +102,11 @@ def _inside(x: torch.Tensor) -> torch.Tensor:
     return ((x >= 0) & (x <= 1)).to(x.dtype)
 
 
+def _conv(r: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """The convolution without its bias (the linear part of the layer)."""
+    return F.conv2d(r, conv.weight, None, 1, conv.padding, conv.dilation, conv.groups)
+
+
 def _conv_transpose(r: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     """The adjoint of a stride-1 convolution: a convolution with the spatially flipped, transposed
     kernel and the complementary padding. Same result as ``F.conv_transpose2d``, but cuDNN's float32
@@ -147,35 +152,29 @@ class PiecewiseLinear:
                 self.out_mask, h = _inside(h), h.clamp(0, 1)
             self.out = h
 
-    def jvp(self, u: torch.Tensor) -> torch.Tensor:
-        """``J u`` (differentiable in the weights when grad is enabled)."""
-        v = u if self.in_mask is None else u * self.in_mask
-        r = v
-        for kind, op in self.ops:
-            if kind == "conv":
-                r = F.conv2d(r, op.weight, None, 1, op.padding, op.dilation, op.groups)
-            elif kind == "slope":
-                r = r * op
-            else:
-                r = r * _bn_scale(op)
-        if self.residual:
-            r = r + v
-        return r if self.out_mask is None else r * self.out_mask
-
-    def vjp(self, w: torch.Tensor) -> torch.Tensor:
-        """``Jᵀ w``."""
-        r = w if self.out_mask is None else w * self.out_mask
+    def _chain(self, r: torch.Tensor, ops, conv, first_mask, last_mask) -> torch.Tensor:
+        """The layers' linear maps in the order ``ops`` (``conv`` for the convolutions), between the
+        clamp masks, plus the residual connection: J for the forward order, Jᵀ for the reverse."""
+        r = r if first_mask is None else r * first_mask
         skip = r
-        for kind, op in reversed(self.ops):
+        for kind, op in ops:
             if kind == "conv":
-                r = _conv_transpose(r, op)
+                r = conv(r, op)
             elif kind == "slope":
                 r = r * op
             else:
                 r = r * _bn_scale(op)
         if self.residual:
             r = r + skip
-        return r if self.in_mask is None else r * self.in_mask
+        return r if last_mask is None else r * last_mask
+
+    def jvp(self, u: torch.Tensor) -> torch.Tensor:
+        """``J u`` (differentiable in the weights when grad is enabled)."""
+        return self._chain(u, self.ops, _conv, self.in_mask, self.out_mask)
+
+    def vjp(self, w: torch.Tensor) -> torch.Tensor:
+        """``Jᵀ w``."""
+        return self._chain(w, reversed(self.ops), _conv_transpose, self.out_mask, self.in_mask)
 
 
 class ReflectedLinearization:

@@ -113,6 +113,6 @@ def power_iteration(
             steps = torch.where(active, iteration, steps)
             u = torch.where(_expand(active, u), new_u, u)
             active = active & ~done
-            if not active.any():
+            if iteration > 2 and not active.any():  # none stops before iteration 3: no host sync there
                 break
     return SpectralNorm(sigma=sigma, vector=u, iterations=iteration, converged=~active, steps=steps)
