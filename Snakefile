@@ -28,5 +28,6 @@ rule all:
     input:
         expand(f"{OUT}/tables/{{table}}.{{ext}}", table=TABLES, ext=["csv", "md", "tex"]),
         f"{OUT}/tables/results.csv",
+        expand(f"{OUT}/tables/grid.{{ext}}", ext=["csv", "md", "tex"]),
         expand(f"{OUT}/figures/{{figure}}.{{ext}}", figure=FIGURES, ext=["pdf", "png"]),
     default_target: True

@@ -22,8 +22,7 @@ import pandas as pd
 import torch
 
 import lipbench
-from lipbench.io import atomic_write
-from lipbench.outputs import read_table, write_table
+from lipbench.outputs import read_tables, write_formatted, write_table
 
 C_THRESHOLD = 1e-4
 
@@ -46,11 +45,6 @@ def provenance(config_name: str, config_hash: str = "", device: str = "cpu") -> 
         "python_version": platform.python_version(),
         "device": device,
     }
-
-
-def _concat(paths: Iterable[str | Path]) -> pd.DataFrame:
-    tables = [read_table(p) for p in paths]
-    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
 def convergence_stats(records: pd.DataFrame) -> pd.DataFrame:
@@ -127,18 +121,6 @@ def long_format(
     return out.assign(**prov)
 
 
-def write_formatted(table: pd.DataFrame, stem: Path, caption: str) -> None:
-    """``stem.csv``, ``stem.md`` and ``stem.tex`` (booktabs, via ``Styler.to_latex``)."""
-    write_table(table, stem.with_suffix(".csv"))
-    with atomic_write(stem.with_suffix(".md"), "w") as fh:
-        fh.write(table.to_markdown(index=False, floatfmt=".4g") + "\n")
-    latex = table.style.format(precision=4, na_rep="--").hide(axis="index").to_latex(
-        caption=caption, hrules=True, position="t"
-    )  # fmt: skip
-    with atomic_write(stem.with_suffix(".tex"), "w") as fh:
-        fh.write(latex)
-
-
 def aggregate(
     finals: Iterable[str | Path],
     records: Iterable[str | Path],
@@ -149,7 +131,10 @@ def aggregate(
     denoise: Iterable[str | Path] = (),
 ) -> dict[str, pd.DataFrame]:
     """Build and write every table (see the module docstring) under ``out``."""
-    final, recs, lip, den = _concat(finals), _concat(records), _concat(lipschitz), _concat(denoise)
+    final = read_tables(finals, ["lam", "method", "image", "kernel", "psnr", "psnr_best", "ssim", "psnr_input"])
+    recs = read_tables(records, ["lam", "method", "image", "kernel", "iteration", "c"])
+    lip = read_tables(lipschitz, ["lam", "image", "point", "operator", "element", "lip_J", "lip2_Q"])
+    den = read_tables(denoise, ["lam", "image", "dataset", "sigma", "psnr", "psnr_noisy"])
     stats = convergence_stats(recs)
     tables = {
         "lipschitz": lipschitz_table(lip),

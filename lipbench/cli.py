@@ -161,6 +161,19 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_grid(args: argparse.Namespace) -> int:
+    from lipbench.calibration import assess, grid_table, write_grid
+    from lipbench.outputs import read_tables
+
+    lip = read_tables(args.lipschitz, ["lam", "point", "operator", "lip2_Q"])
+    table = grid_table(lip, args.no_effect, args.target)
+    verdict = assess(table, args.no_effect, args.target)
+    write_grid(table, verdict, Path(args.out))
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(verdict.message())
+    return 1 if args.strict and not verdict.calibrated else 0
+
+
 def cmd_figures(args: argparse.Namespace) -> int:
     from lipbench.figures import make_figures
 
@@ -325,6 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="device recorded in the provenance columns")
     p.set_defaults(func=cmd_aggregate)
 
+    p = sub.add_parser("grid", help="is the λ grid calibrated? max ‖∂Q‖² per λ from 'no effect' to <= 1")
+    p.add_argument("--lipschitz", nargs="+", required=True, help="tables of `lipbench lipschitz`, λ = 0 included")
+    p.add_argument("--out", required=True, help="folder for grid.csv, grid.md, grid.tex")
+    p.add_argument("--no-effect", type=float, default=0.05, help="relative change of max ‖∂Q‖² called no effect")
+    p.add_argument("--target", type=float, default=1.0, help="max ‖∂Q‖² the largest λ must reach")
+    p.add_argument("--strict", action="store_true", help="exit 1 when the grid does not span both ends")
+    p.set_defaults(func=cmd_grid)
+
     p = sub.add_parser("figures", help="the papers' figures (PDF + PNG) from PnP folders and Lipschitz tables")
     p.add_argument("--pnp", nargs="+", required=True, help="output folders of `lipbench pnp`")
     p.add_argument("--lipschitz", nargs="+", required=True, help="tables of `lipbench lipschitz`")
@@ -348,6 +369,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except LipbenchError as exc:
+        print(f"lipbench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path the checks above did not name (permissions, a full disk)
         print(f"lipbench {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -21,10 +21,11 @@ import torch
 from matplotlib.figure import Figure
 
 from lipbench.data import image_ids, load_images, load_kernel
+from lipbench.errors import LipbenchError
 from lipbench.io import atomic_path
 from lipbench.metrics import psnr
 from lipbench.observe import centre_crop, observe
-from lipbench.outputs import read_table
+from lipbench.outputs import read_table, read_tables
 from lipbench.physics import Blur
 
 COLUMN_WIDTH = 3.4  # inches: one column of a two-column paper
@@ -109,6 +110,8 @@ def panel(pnp_dirs: Iterable[Path], out: Path, root: str | None = None) -> None:
         lam = read_table(folder / "final.csv")["lam"].iloc[0]
         if settings["equivariance"] == "none":
             runs.append((lam, settings, torch.load(folder / "final.pt", weights_only=True)))
+    if not runs:
+        raise LipbenchError("the image panel needs a standard PnP run (equivariance none): add one to --pnp")
     runs.sort(key=lambda r: r[0])
     _, settings, iterates = runs[0]
     image_id, kernel = next(iter(iterates)).split("/")
@@ -131,6 +134,14 @@ def panel(pnp_dirs: Iterable[Path], out: Path, root: str | None = None) -> None:
     _save(fig, out, "panel")
 
 
+def _records(folder: Path) -> Path:
+    """A PnP folder's records table (CSV or parquet)."""
+    found = sorted(folder.glob("records.*"))
+    if not found:
+        raise LipbenchError(f"{folder} has no records table: give output folders of `lipbench pnp`")
+    return found[0]
+
+
 def make_figures(
     pnp_dirs: list[Path],
     lipschitz_tables: list[Path],
@@ -141,11 +152,11 @@ def make_figures(
     """Every figure of the module docstring, from ``lipbench pnp`` folders and Lipschitz tables
     (``long_dirs``: the long runs, used for the PSNR-vs-iteration figure when given)."""
     _style()
-    records = pd.concat([read_table(next(d.glob("records.*"))) for d in pnp_dirs], ignore_index=True)
-    final = pd.concat([read_table(d / "final.csv") for d in pnp_dirs], ignore_index=True)
-    lip = pd.concat([read_table(p) for p in lipschitz_tables], ignore_index=True)
+    records = read_tables([_records(d) for d in pnp_dirs], ["lam", "method", "iteration", "c", "psnr"])
+    final = read_tables([d / "final.csv" for d in pnp_dirs], ["lam", "method", "psnr"])
+    lip = read_tables(lipschitz_tables, ["lam", "point", "operator", "element", "lip2_Q"])
     convergence(records, out)
-    long_records = [read_table(next(d.glob("records.*"))) for d in long_dirs or []]
+    long_records = [read_table(_records(d)) for d in long_dirs or []]
     psnr_iterations(pd.concat(long_records, ignore_index=True) if long_records else records, out)
     lipschitz(lip, out)
     tradeoff(final, lip, out)

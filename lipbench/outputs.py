@@ -1,9 +1,11 @@
-"""Writing results: tables (CSV or parquet), PNG images, JSON provenance — all atomically."""
+"""Writing results: tables (CSV or parquet; Markdown and LaTeX for papers), PNG images, JSON
+provenance — all atomically."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from lipbench.errors import LipbenchError
 from lipbench.io import atomic_path, atomic_write
 
 
@@ -27,10 +30,27 @@ def write_table(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a table written by :func:`write_table`."""
+def read_table(path: str | os.PathLike[str], required: Iterable[str] = ()) -> pd.DataFrame:
+    """Read a table written by :func:`write_table`; a missing or unreadable file, or one without the
+    ``required`` columns, raises :class:`LipbenchError` naming it."""
     path = Path(path)
-    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"image": str})
+    try:
+        table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"image": str})
+    except FileNotFoundError as exc:
+        raise LipbenchError(f"table {path} does not exist: run the lipbench step that writes it") from exc
+    except (OSError, ValueError) as exc:  # pandas' ParserError and EmptyDataError are ValueErrors
+        raise LipbenchError(f"table {path} is unreadable ({exc}): rewrite it with the step that wrote it") from exc
+    missing = sorted(set(required) - set(table.columns))
+    if missing:
+        raise LipbenchError(f"table {path} lacks the column(s) {missing}: is it the output of the right step?")
+    return table
+
+
+def read_tables(paths: Iterable[str | os.PathLike[str]], required: Iterable[str] = ()) -> pd.DataFrame:
+    """:func:`read_table` of each path, concatenated (empty without paths)."""
+    required = tuple(required)
+    tables = [read_table(p, required) for p in paths]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
 def save_png(x: torch.Tensor, path: str | os.PathLike[str]) -> None:
@@ -45,3 +65,34 @@ def write_json(payload: dict[str, Any], path: str | os.PathLike[str]) -> None:
     with atomic_write(path, "w") as fh:
         json.dump(payload, fh, indent=2, sort_keys=True, default=str)
         fh.write("\n")
+
+
+# text-mode LaTeX for the characters of captions and cells (``\\ensuremath`` works in either mode)
+_LATEX = {
+    **{c: "\\" + c for c in "&%$#_{}"},
+    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
+    "λ": r"\ensuremath{\lambda}", "‖": r"\ensuremath{\|}", "∂": r"\ensuremath{\partial}", "²": r"\ensuremath{^2}",
+    "≈": r"\ensuremath{\approx}", "≤": r"\ensuremath{\leq}", "×": r"\ensuremath{\times}", "−": "-",
+}  # fmt: skip
+
+
+def latex_escape(text: str) -> str:
+    """``text`` as LaTeX that compiles in text mode (specials escaped, symbols as math)."""
+    return "".join(_LATEX.get(c, c) for c in text)
+
+
+def to_latex(table: pd.DataFrame, caption: str) -> str:
+    """A booktabs table (``Styler.to_latex``): names and cells escaped, λ as ``%g``, 4 decimals."""
+    formats = {c: "{:g}".format for c in ("lam",) if c in table.columns}
+    style = table.style.format(formats, precision=4, na_rep="--", escape="latex")
+    style = style.format_index(escape="latex", axis=1).hide(axis="index")
+    return style.to_latex(caption=latex_escape(caption), hrules=True, position="t")
+
+
+def write_formatted(table: pd.DataFrame, stem: Path, caption: str, note: str = "") -> None:
+    """``stem.csv``, ``stem.md`` (with ``note`` below the table) and ``stem.tex`` (``caption``)."""
+    write_table(table, stem.with_suffix(".csv"))
+    with atomic_write(stem.with_suffix(".md"), "w") as fh:
+        fh.write(table.to_markdown(index=False, floatfmt=".4g") + (f"\n\n{note}" if note else "") + "\n")
+    with atomic_write(stem.with_suffix(".tex"), "w") as fh:
+        fh.write(to_latex(table, caption))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 import pytest
 
 from lipbench.aggregate import aggregate, convergence_stats, convergence_table, provenance, psnr_table
+from lipbench.outputs import write_formatted
 
 
 def _records() -> pd.DataFrame:
@@ -78,3 +80,22 @@ def test_aggregate_writes_every_format(tmp_path):
     results = pd.read_csv(tmp_path / "out" / "results.csv")
     assert set(results.metric) >= {"psnr", "c_final", "lip_J", "lip2_Q"}
     assert (results.config_hash == "abc123").all() and results.lipbench_version.notna().all()
+
+
+def test_latex_tables_escape_names_and_cells_and_print_lambda_exactly(tmp_path):
+    table = pd.DataFrame(
+        {"lam": [0.0, 1e-5, float("nan")], "kernel": ["gaussian_1_6", "levin1", "a&b"], "lip2_Q_max": [2.5, 1.0, 1.5]}
+    )
+    write_formatted(table, tmp_path / "t", "max ‖∂Q‖² per λ, 50% of x_1 & y")
+    tex = (tmp_path / "t.tex").read_text()
+    bare = re.sub(r"\\ensuremath\{[^{}]*\}", "", tex)  # math-mode symbols are fine
+    assert not re.search(r"(?<!\\)[_%#$^]", bare), bare  # no special character left unescaped
+    rows = tex.split("\\midrule\n")[1].split("\\bottomrule")[0].strip().splitlines()
+    header = tex.split("\\toprule\n")[1].splitlines()[0]
+    assert header == "lam & kernel & lip2\\_Q\\_max \\\\"
+    assert [len(re.findall(r"(?<!\\)&", row)) for row in rows] == [2, 2, 2]  # one cell per column
+    assert rows[0].startswith("0 & gaussian\\_1\\_6 &") and rows[1].startswith("1e-05 & levin1 &")
+    assert rows[2].startswith("-- & a\\&b &")
+    assert "\\caption{max \\ensuremath{\\|}\\ensuremath{\\partial}Q" in tex and "50\\% of x\\_1 \\& y" in tex
+    assert not any(ord(c) > 127 for c in tex)
+    assert (tmp_path / "t.md").read_text().count("|") > 10

@@ -65,7 +65,7 @@ def test_ci_config_runs_end_to_end_and_reruns_only_what_code_changes_touch(tmp_p
     proc = _snakemake(workdir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     tables = workdir / "results" / "ci" / "tables"
-    for name in ("lipschitz", "psnr", "convergence", "denoising"):
+    for name in ("lipschitz", "psnr", "convergence", "denoising", "grid"):
         assert all((tables / f"{name}.{ext}").is_file() for ext in ("csv", "md", "tex"))
     lip = pd.read_csv(tables / "lipschitz.csv")
     worst = lip[(lip.operator == "J") & (lip.point == "noisy")].set_index("lam").lip2_Q_max
@@ -123,6 +123,15 @@ def test_slurm_profile_plans_the_paper_configuration(tmp_path):
     profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
     arrays = [rule.strip() for rule in profile["slurm-array-jobs"].split(",")]
     assert {"finetune", "pnp", "lipschitz"} <= set(arrays) and all(planned.get(r, 0) > 1 for r in arrays)
+
+
+def test_calibrate_target_builds_only_the_models_and_their_lipschitz_tables(tmp_path):
+    workdir = _workdir(tmp_path)
+    plan = _snakemake(workdir, "-n", "calibrate", "--quiet", "rules")  # after an option: --configfile is greedy
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    lambdas = len(_ci()["train"]["lambdas"])
+    expected = {"verify_data": 1, "train_base": 1, "finetune": lambdas - 1, "lipschitz": lambdas, "calibrate": 1}
+    assert _planned(plan.stdout + plan.stderr) == expected
 
 
 def test_code_hash_follows_the_code(tmp_path, monkeypatch):

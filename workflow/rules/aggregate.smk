@@ -29,3 +29,23 @@ rule aggregate:
         " --denoise {input.denoise}"
         " --out {params.folder} --config-name {params.name} --device {params.device}"
         " --config-hash {params.config_hash} > {log} 2>&1"
+
+
+# `snakemake calibrate`: train and measure every λ (no PnP), then say whether the grid spans
+# "no effect" to "max ‖∂Q‖² <= 1" and what to change (config/README.md, "Calibrating the λ grid")
+rule calibrate:
+    input:
+        lipschitz=expand(f"{OUT}/lipschitz/lam{{lam}}.csv", lam=LAMBDAS),
+    output:
+        report(f"{OUT}/tables/grid.csv", caption="../report/grid.rst", category="Tables", labels={"table": "grid"}),
+        f"{OUT}/tables/grid.md",
+        f"{OUT}/tables/grid.tex",
+    log:
+        f"{OUT}/logs/calibrate.log",
+    params:
+        folder=lambda wildcards, output: os.path.dirname(output[0]),
+        code=code_hash("calibration.py", "outputs.py", "cli.py"),
+    conda:
+        ENV
+    shell:
+        "lipbench grid --lipschitz {input.lipschitz} --out {params.folder} > {log} 2>&1"

@@ -1,0 +1,81 @@
+"""Calibration of the λ grid: labels, verdicts and the crossing against hand-built tables."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lipbench.calibration import assess, grid_table
+from lipbench.errors import LipbenchError
+
+
+def _lipschitz(worst: dict[float, float], points: tuple[str, ...] = ("noisy", "tilde")) -> pd.DataFrame:
+    """Rows of `lipbench lipschitz`: per λ and point, two images × two elements of J whose largest
+    ‖∂Q‖² is ``worst[λ]``, and a J_G row above it that the calibration must ignore."""
+    rows = []
+    for lam, top in worst.items():
+        for point in points:
+            for image, element, value in (("a", "r0", top), ("a", "r1", top - 0.2), ("b", "r0", top - 0.1)):
+                rows.append({"lam": lam, "point": point, "operator": "J", "image": image, "element": element,
+                             "lip2_Q": value})  # fmt: skip
+            rows.append({"lam": lam, "point": point, "operator": "J_G", "image": "a", "element": "mean",
+                         "lip2_Q": top + 5})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_a_calibrated_grid_and_its_crossing():
+    table = grid_table(_lipschitz({0.0: 2.0, 1e-5: 1.98, 1e-3: 1.4, 1e-1: 0.97}))
+    noisy = table[table.point == "noisy"].set_index("lam")
+    assert noisy.lip2_Q_max.tolist() == [2.0, 1.98, 1.4, 0.97]  # max over images and elements of J only
+    assert noisy.reduction.tolist() == pytest.approx([0.0, 0.01, 0.3, 0.515])
+    assert noisy.effect.tolist() == ["no effect", "no effect", "partial", "target met"]
+    verdict = assess(table)
+    assert verdict.calibrated and not verdict.saturated and verdict.suggestions == []
+    # max ‖∂Q‖² meets 1 between λ = 1e-3 and 1e-1: linear interpolation in log λ (numpy as reference)
+    expected = np.exp(np.interp(1.0, [0.97, 1.4], np.log([1e-1, 1e-3])))
+    assert verdict.crossing == pytest.approx(expected, rel=1e-12)
+    assert "is calibrated" in verdict.message() and f"{expected:.3g}" in verdict.message()
+
+
+def test_missing_ends_get_a_suggestion_each():
+    low = assess(grid_table(_lipschitz({0.0: 2.0, 1e-3: 1.5, 1e-2: 1.2})))
+    assert not low.low_end and not low.high_end and not low.saturated and low.crossing is None
+    assert "add λ = 1e-05" in low.message() and "add λ = 0.1" in low.message()
+    assert "NOT calibrated" in low.message()
+
+
+def test_a_saturated_penalty_is_not_cured_by_a_larger_lambda():
+    verdict = assess(grid_table(_lipschitz({0.0: 2.0, 1e-6: 2.0, 1e-2: 1.07, 1e-1: 1.06})))
+    assert verdict.low_end and verdict.saturated and not verdict.calibrated
+    assert "will not help" in verdict.message() and "finetune_steps" in verdict.message()
+    assert "add λ = 1" not in verdict.message()
+
+
+def test_the_worst_point_decides_the_high_end():
+    noisy = _lipschitz({0.0: 2.0, 1e-6: 2.0, 1.0: 0.9}, ("noisy",))
+    lip = pd.concat([noisy, _lipschitz({0.0: 2.5, 1e-6: 2.5, 1.0: 1.2}, ("tilde",))])
+    verdict = assess(grid_table(lip))
+    assert verdict.low_end and not verdict.high_end
+
+
+@pytest.mark.parametrize("worst", [{1e-3: 1.0}, {0.0: 2.0}])
+def test_the_grid_needs_zero_and_a_positive_lambda(worst):
+    with pytest.raises(LipbenchError, match="λ = 0 and at least one λ > 0"):
+        grid_table(_lipschitz(worst))
+
+
+@pytest.mark.parametrize(("worst", "strict_rc"), [({0.0: 2.0, 1e-5: 1.99, 1.0: 0.95}, 0), ({0.0: 2.0, 1e-3: 1.5}, 1)])
+def test_cli_writes_the_grid_and_strict_fails_an_uncalibrated_one(tmp_path, worst, strict_rc):
+    path = tmp_path / "lip.csv"
+    _lipschitz(worst).to_csv(path, index=False)
+    cmd = [sys.executable, "-m", "lipbench.cli", "grid", "--lipschitz", str(path), "--out", str(tmp_path / "out")]
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    assert subprocess.run([*cmd, "--strict"], capture_output=True).returncode == strict_rc
+    written = pd.read_csv(tmp_path / "out" / "grid.csv")
+    assert len(written) == 2 * len(worst)
+    assert "calibrated" in (tmp_path / "out" / "grid.md").read_text().splitlines()[-1]
+    assert "\\ensuremath{\\lambda}" in (tmp_path / "out" / "grid.tex").read_text()
