@@ -125,6 +125,22 @@ def test_slurm_profile_plans_the_paper_configuration(tmp_path):
     assert {"finetune", "pnp", "lipschitz"} <= set(arrays) and all(planned.get(r, 0) > 1 for r in arrays)
 
 
+def test_a_configfile_replaces_the_quick_default_instead_of_inheriting_its_keys(tmp_path):
+    # Snakemake merges --configfile into a `configfile:` directive's config: the paper run used to
+    # inherit the quick run's crops and image cap
+    workdir = _workdir(tmp_path)
+    shutil.copy(REPO / "config" / "paper.yaml", workdir / "config" / "paper.yaml")
+    cmd = [*SNAKEMAKE, "--directory", str(workdir), "-n", "-p", "--configfile", str(workdir / "config" / "paper.yaml")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    commands = [line for line in (proc.stdout + proc.stderr).splitlines() if "Shell command: lipbench " in line]
+    assert len(commands) > 20 and not [c for c in commands if "--crop" in c or "--max-images" in c]
+    # without --configfile the quick configuration applies
+    quick = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), "-n", "-p"], capture_output=True, text=True)
+    assert quick.returncode == 0 and "results/quick/" in quick.stderr + quick.stdout
+    assert "--crop 64" in quick.stderr + quick.stdout
+
+
 def test_calibrate_target_builds_only_the_models_and_their_lipschitz_tables(tmp_path):
     workdir = _workdir(tmp_path)
     plan = _snakemake(workdir, "-n", "calibrate", "--quiet", "rules")  # after an option: --configfile is greedy
@@ -153,3 +169,26 @@ def test_step_arguments_follow_the_config():
     assert "--steps 30" in args and "--lr 0.001" in args and "--max-images 20" in args
     p = pnp_args(config)
     assert "--kernels levin1 gaussian_1_6" in p and "--kernel-sigma gaussian_1_6=0.008" in p and "--crop 32" in p
+
+
+def _schema_keys(properties: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for name, spec in properties.items():
+        if spec.get("type") == "object" and "properties" in spec:
+            keys += _schema_keys(spec["properties"], f"{prefix}{name}.")
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def test_config_readme_documents_every_schema_key():
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    rows = [line for line in (REPO / "config" / "README.md").read_text().splitlines() if line.startswith("| `")]
+    keys = _schema_keys(schema["properties"])
+    assert len(keys) > 40
+
+    def documented(key: str) -> bool:  # `a.b.c`, or `a.b.x`, `.c` in one row
+        parent, _, last = key.rpartition(".")
+        return any(f"`{key}`" in row or (parent and f"`{parent}." in row and f"`.{last}`" in row) for row in rows)
+
+    assert [k for k in keys if not documented(k)] == []
