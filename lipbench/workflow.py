@@ -119,6 +119,12 @@ def denoise_args(config: dict[str, Any]) -> str:
     return " ".join([*args, root_arg(config)]).strip()
 
 
+def grid_args(config: dict[str, Any]) -> str:
+    """Arguments of ``lipbench grid`` (the calibration verdict)."""
+    c = config.get("calibration", {})
+    return f"--no-effect {c.get('no_effect', 0.05)} --target {c.get('target', 1.0)}"
+
+
 def long_runs(config: dict[str, Any]) -> list[tuple[str, str]]:
     """``(λ label, method)`` of every configured long PnP run."""
     runs = config["pnp"].get("long_runs")

@@ -1,5 +1,7 @@
 import os
 
+from lipbench.workflow import grid_args
+
 
 rule aggregate:
     input:
@@ -44,8 +46,9 @@ rule calibrate:
         f"{OUT}/logs/calibrate.log",
     params:
         folder=lambda wildcards, output: os.path.dirname(output[0]),
+        args=grid_args(config),
         code=code_hash("calibration.py", "outputs.py", "cli.py"),
     conda:
         ENV
     shell:
-        "lipbench grid --lipschitz {input.lipschitz} --out {params.folder} > {log} 2>&1"
+        "lipbench grid --lipschitz {input.lipschitz} --out {params.folder} {params.args} > {log} 2>&1"
