@@ -341,7 +341,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("grid", help="is the λ grid calibrated? max ‖∂Q‖² per λ from 'no effect' to <= 1")
     p.add_argument("--lipschitz", nargs="+", required=True, help="tables of `lipbench lipschitz`, λ = 0 included")
     p.add_argument("--out", required=True, help="folder for grid.csv, grid.md, grid.tex")
-    p.add_argument("--no-effect", type=float, default=0.05, help="relative change of max ‖∂Q‖² called no effect")
+    p.add_argument(
+        "--no-effect",
+        type=float,
+        default=0.05,
+        help="a smaller reduction of max ‖∂Q‖² from λ = 0 is no effect (default 0.05)",
+    )
     p.add_argument("--target", type=float, default=1.0, help="max ‖∂Q‖² the largest λ must reach")
     p.add_argument("--strict", action="store_true", help="exit 1 when the grid does not span both ends")
     p.set_defaults(func=cmd_grid)

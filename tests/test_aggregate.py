@@ -99,3 +99,20 @@ def test_latex_tables_escape_names_and_cells_and_print_lambda_exactly(tmp_path):
     assert "\\caption{max \\ensuremath{\\|}\\ensuremath{\\partial}Q" in tex and "50\\% of x\\_1 \\& y" in tex
     assert not any(ord(c) > 127 for c in tex)
     assert (tmp_path / "t.md").read_text().count("|") > 10
+
+
+def test_missing_or_foreign_input_tables_give_one_error_naming_them(tmp_path, capsys):
+    from lipbench.cli import main
+
+    missing = tmp_path / "nope.csv"
+    assert (
+        main(["aggregate", "--finals", str(missing), "--records", "x", "--lipschitz", "y", "--out", str(tmp_path)]) == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert err == f"lipbench aggregate: error: table {missing} does not exist: run the lipbench step that writes it"
+    foreign = tmp_path / "foreign.csv"
+    foreign.write_text("a,b\n1,2\n")
+    assert main(["grid", "--lipschitz", str(foreign), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"lipbench grid: error: table {foreign} lacks the column(s) ['lam', 'lip2_Q', 'operator'")
+    assert len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
