@@ -67,12 +67,13 @@ def grid_table(lip: pd.DataFrame, no_effect_rtol: float = NO_EFFECT_RTOL, target
 
 
 def _crossing(worst: pd.Series, target: float) -> float | None:
-    """λ where the worst max ‖∂Q‖² first meets ``target``, interpolated linearly in log λ."""
+    """λ > 0 where the worst max ‖∂Q‖² (``worst``, indexed by λ > 0) first meets ``target``,
+    interpolated linearly in log λ."""
     below = worst[worst <= target]
     if below.empty:
         return None
     hi = below.index[0]
-    above = worst[(worst.index < hi) & (worst.index > 0)]
+    above = worst[worst.index < hi]
     if above.empty:
         return hi
     lo = above.index[-1]

@@ -85,5 +85,6 @@ def test_cli_writes_the_grid_and_strict_fails_an_uncalibrated_one(tmp_path, wors
     assert subprocess.run([*cmd, "--strict"], capture_output=True).returncode == strict_rc
     written = pd.read_csv(tmp_path / "out" / "grid.csv")
     assert len(written) == 2 * len(worst)
-    assert "calibrated" in (tmp_path / "out" / "grid.md").read_text().splitlines()[-1]
+    verdict = (tmp_path / "out" / "grid.md").read_text().splitlines()[-1]
+    assert verdict.startswith("the λ grid is calibrated" if strict_rc == 0 else "the λ grid is NOT calibrated")
     assert "\\ensuremath{\\lambda}" in (tmp_path / "out" / "grid.tex").read_text()
