@@ -60,8 +60,11 @@ def spectral_norm(
     tol: float = 1e-4,
     generator: torch.Generator | None = None,
     method: str = "auto",
+    solver: str = "power",
 ) -> SpectralNorm:
-    """Estimate ‖∂f(x_b)‖₂ for every sample of the batch ``x`` by power iteration on JᵀJ.
+    """Estimate ‖∂f(x_b)‖₂ for every sample of the batch ``x`` by power iteration on JᵀJ
+    (``solver="lanczos"``: by :func:`lipbench.lipschitz.lanczos.lanczos`, fewer products for the
+    same tolerance, memory growing with the steps).
 
     A sample stops (its σ and vector freeze) once σ has settled to the relative tolerance ``tol``
     (its last change and the remaining change extrapolated from the last two, see ``_settled``);
@@ -70,9 +73,14 @@ def spectral_norm(
     cheaper per iteration after a one-off tracing cost) or ``"auto"`` (fast, else autograd).
     Runs without building a graph and never modifies ``x``.
     """
+    from lipbench.lipschitz.lanczos import lanczos  # it builds on this module
+
+    solvers = {"power": power_iteration, "lanczos": lanczos}
+    if solver not in solvers:
+        raise LipschitzError(f"solver must be one of {tuple(solvers)}, got {solver!r}")
     check_no_training_batchnorm(f)
     with torch.no_grad():
-        return power_iteration(linearize(f, x.detach(), method), x, max_iter=max_iter, tol=tol, generator=generator)
+        return solvers[solver](linearize(f, x.detach(), method), x, max_iter=max_iter, tol=tol, generator=generator)
 
 
 def _settled(step: torch.Tensor, previous: torch.Tensor, sigma: torch.Tensor, tol: float) -> torch.Tensor:
