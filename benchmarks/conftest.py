@@ -90,6 +90,13 @@ def pytest_terminal_summary(terminalreporter, config):
             else (" ok" if r["ratio"] <= r["goal"] else " MISSES GOAL") + f" (goal ≤ {r['goal']})"
         )
         terminalreporter.write_line(f"{r['group']:38} {r['name']:55} {r['ratio']:6.2f}×{verdict}")
+    biased = [b for b in session.benchmarks if "estimate_over_converged" in b.extra_info]
+    if biased:
+        terminalreporter.section("penalty estimate ÷ converged ‖∂Q‖², batch max (≤ 1 by construction)")
+        for b in biased:
+            goal = b.extra_info.get("goal_min_ratio")
+            verdict = "" if goal is None else f" (goal ≥ {goal})"
+            terminalreporter.write_line(f"{b.name:60} {b.extra_info['estimate_over_converged']:.4f}{verdict}")
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

@@ -1,6 +1,8 @@
 """Training a denoiser with the firm-nonexpansiveness penalty: one model per call, resumable.
 
 Loss: ``ℓ(J(x + σ n), x) + λ · max{‖∂Q(x̃)‖², 1 − ε}`` (ℓ = mean ℓ1 or mean squared error).
+At every checkpoint the log also records the converged ‖∂Q(x̃)‖² on a fixed probe set of training
+patches (``probe_sigma2_max``/``_mean``), so a run shows whether the constraint holds as it trains.
 Every random draw (patches, noise, τ, power-iteration start vectors) comes from one CPU
 generator seeded by ``seed`` and saved in the checkpoint, so a run interrupted and resumed on
 the CPU ends with bit-identical weights.
@@ -24,11 +26,14 @@ from lipbench.data import PatchSampler, load_images
 from lipbench.device import resolve_device
 from lipbench.errors import LipbenchError
 from lipbench.io import atomic_write
-from lipbench.lipschitz import fne_penalty
+from lipbench.lipschitz import Reflected, fne_penalty, spectral_norm
+from lipbench.lipschitz.penalty import SOLVERS
 from lipbench.models import build, read_checkpoint, save_checkpoint
 from lipbench.precision import AMP, autocast, layout, tf32, to_channels_last
-from lipbench.seeding import derive_seed
+from lipbench.seeding import derive_seed, generator
 
+PROBE_TOL = 1e-4
+PROBE_MAX_ITER = 300
 CHECKPOINT = "checkpoint.pt"
 FINAL = "model.pt"
 LOG = "log.csv"
@@ -57,9 +62,15 @@ class TrainConfig:
     loss: str = "l2"
     lam: float = 0.0
     eps: float = 0.05
-    power_iters: int = 5
+    power_iters: int = 5  # screening steps of the penalty's estimate, on the whole batch
     power_tol: float = 1e-3
     reduction: str = "max"
+    penalty_solver: str = "lanczos"  # of the screen; "power" with refine=0 is the estimator of PnP-MMO's code
+    refine: int = 2  # samples the screen ranks highest, refined by Lanczos (0: none)
+    refine_iters: int = 100
+    refine_tol: float = 1e-3
+    probe_size: int = 16  # fixed training patches whose converged ‖∂Q(x̃)‖² is logged (0: none)
+    probe_every: int | None = None  # steps between probes (None: at every checkpoint)
     seed: int = 0
     checkpoint_every: int = 100
     init: str | None = None
@@ -74,9 +85,18 @@ class TrainConfig:
             problems.append(f"loss must be 'l1' or 'l2', got {self.loss!r}")
         if self.reduction not in ("max", "mean"):
             problems.append(f"reduction must be 'max' or 'mean', got {self.reduction!r}")
-        for name in ("patch_size", "batch_size", "steps", "power_iters", "checkpoint_every"):
+        for name in ("patch_size", "batch_size", "steps", "power_iters", "checkpoint_every", "refine_iters"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("refine", "probe_size"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.probe_every is not None and self.probe_every < 1:
+            problems.append(f"probe_every must be >= 1, got {self.probe_every}")
+        if self.penalty_solver not in SOLVERS:
+            problems.append(f"penalty_solver must be one of {SOLVERS}, got {self.penalty_solver!r}")
+        if not self.refine_tol > 0:
+            problems.append(f"refine_tol must be > 0, got {self.refine_tol}")
         for name in ("lr", "sigma"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be > 0, got {getattr(self, name)}")
@@ -183,14 +203,17 @@ def train_step(state: TrainState, config: TrainConfig, sampler: PatchSampler, de
         with autocast(config.amp, device):
             denoised = state.model(y)
             loss = _data_loss(config.loss, denoised.float(), x)
-            total, penalty_value, sigma2_max = loss, torch.zeros_like(nan), nan
+            total, penalty_value, sigma2_max, refine_steps = loss, torch.zeros_like(nan), nan, 0
             if config.lam > 0:
                 penalty = fne_penalty(
                     state.model, x, y, eps=config.eps, n_iter=config.power_iters, generator=state.generator,
                     reduction=config.reduction, tol=config.power_tol, denoised=denoised,
+                    solver=config.penalty_solver, refine=config.refine, refine_iters=config.refine_iters,
+                    refine_tol=config.refine_tol,
                 )  # fmt: skip
                 total = loss + config.lam * penalty.value.float()
                 penalty_value, sigma2_max = penalty.value.detach().float(), penalty.sigma2.max().float()
+                refine_steps = penalty.refine_steps
         state.optimizer.zero_grad(set_to_none=True)
         total.backward()
     if config.clip:
@@ -202,8 +225,42 @@ def train_step(state: TrainState, config: TrainConfig, sampler: PatchSampler, de
     state.step += 1
     return {
         "step": state.step, "loss": loss.detach(), "penalty": penalty_value, "sigma2_max": sigma2_max,
-        "lr": lr, "seconds": time.perf_counter() - start,
+        "refine_steps": refine_steps, "lr": lr, "seconds": time.perf_counter() - start,
+        "probe_sigma2_max": math.nan, "probe_sigma2_mean": math.nan,  # filled in where train() probes
     }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Fixed training patches ``x``, their noise and τ: the points ``x̃ = τ J(x + σ n) + (1 − τ) x``
+    at which :func:`probe` measures the converged ‖∂Q‖² (the penalty's points, at a fixed draw)."""
+
+    x: torch.Tensor
+    noise: torch.Tensor
+    tau: torch.Tensor
+
+
+def probe_set(config: TrainConfig, images: list[torch.Tensor]) -> Probe | None:
+    """``config.probe_size`` patches drawn from a generator of their own (the run's draws do not move)."""
+    if config.probe_size == 0:
+        return None
+    g = generator("probe", config.seed)
+    x = PatchSampler(images, config.patch_size, config.probe_size, generator=g).sample()
+    noise = torch.randn(x.shape, generator=g)
+    return Probe(x, noise, torch.rand(x.shape[0], generator=g).view(-1, 1, 1, 1))
+
+
+def probe(model: torch.nn.Module, points: Probe, sigma: float, device: torch.device) -> dict[str, float]:
+    """Max and mean over the probe patches of ‖∂Q(x̃)‖², converged (Lanczos to 1e-4, full float32)."""
+    x, noise, tau = (t.to(device) for t in (points.x, points.noise, points.tau))
+    with torch.no_grad(), tf32(False):
+        x_tilde = tau * model(x + sigma * noise) + (1 - tau) * x
+        res = spectral_norm(
+            Reflected(model), x_tilde, max_iter=PROBE_MAX_ITER, tol=PROBE_TOL, solver="lanczos",
+            generator=generator("probe-start", 0),
+        )  # fmt: skip
+    sigma2 = res.sigma.double().square()
+    return {"probe_sigma2_max": sigma2.max().item(), "probe_sigma2_mean": sigma2.mean().item()}
 
 
 def log_row(row: dict[str, Any]) -> dict[str, float]:
@@ -247,6 +304,8 @@ def train(
     sampler = PatchSampler(
         images, config.patch_size, config.batch_size, generator=state.generator, pin_memory=dev.type == "cuda"
     )
+    points = probe_set(config, images)
+    probe_every = config.probe_every or config.checkpoint_every
     last = min(config.steps, stop_after) if stop_after is not None else config.steps
     bar = tqdm(total=last, initial=state.step, desc=f"train λ={config.lam:g}", disable=progress is False)
     pending: list[dict[str, Any]] = []  # rows not yet synchronised with the host
@@ -254,6 +313,8 @@ def train(
         while state.step < last:
             pending.append(train_step(state, config, sampler, dev))
             bar.update(1)
+            if points is not None and (state.step % probe_every == 0 or state.step == config.steps):
+                pending[-1].update(probe(state.model, points, config.sigma, dev))
             if state.step % config.checkpoint_every == 0 or state.step == last:
                 rows = [log_row(r) for r in pending]
                 pending.clear()

@@ -118,3 +118,25 @@ def test_bad_settings_are_one_clear_error(tmp_path, capsys):
     assert (
         main(["train", "--out", str(tmp_path / "x"), "--device", "cuda:0", "--quiet"]) == 2 or torch.cuda.is_available()
     )
+
+
+def test_the_probe_logs_the_converged_norm_and_leaves_the_run_unchanged(tmp_path):
+    train(TINY, tmp_path / "probed", progress=False)
+    log = pd.read_csv(tmp_path / "probed" / "log.csv")
+    probed = log.dropna(subset=["probe_sigma2_max"])
+    assert probed.step.tolist() == [4, 8, 12]  # at every checkpoint
+    assert (probed.probe_sigma2_mean <= probed.probe_sigma2_max).all()
+    assert (log.refine_steps[log.step > 0] > 0).all()  # λ > 0: the worst samples were refined every step
+    # the last probe against an independent estimate: power iteration to 1e-7 at the same points
+    model = load_model(tmp_path / "probed" / "model.pt").train()
+    points = training.probe_set(TINY, load_images(TINY.dataset)[: TINY.max_images])
+    with torch.no_grad():
+        x_tilde = points.tau * model(points.x + TINY.sigma * points.noise) + (1 - points.tau) * points.x
+    reference = spectral_norm(Reflected(model), x_tilde, max_iter=5000, tol=1e-7).sigma.double().square()
+    assert probed.probe_sigma2_max.iloc[-1] == pytest.approx(reference.max().item(), rel=3e-4)
+    assert probed.probe_sigma2_mean.iloc[-1] == pytest.approx(reference.mean().item(), rel=3e-4)
+    # the probe draws from its own generator: without it the weights are bit-identical
+    unprobed = train(dataclasses.replace(TINY, probe_size=0), tmp_path / "unprobed", progress=False)
+    a, b = _weights(tmp_path / "probed" / "model.pt"), _weights(unprobed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert pd.read_csv(tmp_path / "unprobed" / "log.csv").probe_sigma2_max.isna().all()
