@@ -19,14 +19,22 @@ class Blur:
 
     ``kernel`` may also be a sequence of kernels (any odd sizes): sample ``b`` of the batch is then
     blurred with kernel ``b``, so one batch holds every image × kernel pair of an experiment.
+
+    Kernels are validated as blur kernels (non-negative, summing to 1); ``normalised=False`` accepts
+    any finite odd square kernel (another sum, negative entries), whose ``‖AᵀA‖`` is not 1.
     """
 
-    def __init__(self, kernel: torch.Tensor | Sequence[torch.Tensor], *, name: str = "kernel") -> None:
+    def __init__(
+        self, kernel: torch.Tensor | Sequence[torch.Tensor], *, name: str = "kernel", normalised: bool = True
+    ) -> None:
         self.batched = not isinstance(kernel, torch.Tensor)
         kernels = list(kernel) if self.batched else [kernel]
         if not kernels:
             raise ValueError("Blur needs at least one kernel")
-        self.kernels = [validate_kernel(k, f"{name}[{i}]" if self.batched else name) for i, k in enumerate(kernels)]
+        self.kernels = [
+            validate_kernel(k, f"{name}[{i}]" if self.batched else name, normalised=normalised)
+            for i, k in enumerate(kernels)
+        ]
         self.name = name
         self._spectra: dict[tuple[int, int, torch.device, torch.dtype], torch.Tensor] = {}
 
@@ -80,11 +88,17 @@ class Blur:
         """``Aᵀ y``."""
         return self._apply(y, conjugate=False)
 
-    def gradient_step(self, y: torch.Tensor, gamma: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    def gradient_step(self, y: torch.Tensor, gamma: float | torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         """``x ↦ x − γ Aᵀ(A x − y)``, the data step of PnP-PGD, in two FFTs per call instead of the
         four of ``adjoint(A(x) − y)``: ``Aᵀ(A x − y) = F⁻¹(|K|² F x − K F y)``, with ``|K|²`` and
-        ``K F y`` computed once here."""
+        ``K F y`` computed once here. ``gamma``: one step size, or a 1-D tensor of one per sample."""
         self._check(y)
+        if isinstance(gamma, torch.Tensor):
+            if gamma.ndim != 1 or len(gamma) not in (1, y.shape[0]):
+                raise ValueError(
+                    f"gamma must be a number or hold 1 or {y.shape[0]} values, got shape {tuple(gamma.shape)}"
+                )
+            gamma = gamma.to(device=y.device, dtype=y.dtype).reshape(-1, 1, 1, 1)
         spec = self.spectrum(tuple(y.shape[-2:]), y.device, y.dtype)
         gram, aty = spec.abs().square(), torch.fft.rfft2(y) * spec
 
@@ -97,10 +111,18 @@ class Blur:
         """``‖A‖₂`` on an ``H×W`` grid (default: the largest kernel's size) = max |FFT of the kernel|
         (the largest over batched kernels).
 
-        Validated kernels are non-negative and sum to 1, so this is 1 on every grid.
+        Normalised kernels are non-negative and sum to 1, so this is 1 on every grid.
         """
         size = max(k.shape[0] for k in self.kernels)
         return self.spectrum(shape or (size, size), "cpu", torch.float64).abs().max().item()
+
+    def norm_squared(self, shape: tuple[int, int]) -> torch.Tensor:
+        """``‖AᵀA‖₂ = ‖A‖₂²`` of each kernel on an ``H×W`` grid: ``max_ω |K(ω)|²`` over the DFT of the
+        kernel wrapped onto the grid, computed in float64. A float64 tensor of ``K`` values (one for a
+        single kernel). It is ``L``, the Lipschitz constant of ``x ↦ Aᵀ(A x − y)``; for a normalised
+        kernel it is 1 up to the rounding of the stored kernel."""
+        spectra = self.spectrum(tuple(shape), "cpu", torch.float64)
+        return spectra.abs().square().reshape(len(self.kernels), -1).amax(dim=1)
 
 
 def _complex(dtype: torch.dtype) -> torch.dtype:

@@ -17,16 +17,33 @@ from lipbench.metrics import BORDER, psnr
 from lipbench.physics import Blur
 
 Denoiser = Callable[[torch.Tensor], torch.Tensor]
+GAMMA_UNITS = ("absolute", "lipschitz")
 
 
 @dataclass(frozen=True)
 class PnPResult:
     """Final iterates ``x`` (``B×C×H×W``) and the records, one row per sample × recorded iteration:
     ``sample``, ``iteration``, ``c`` = ‖x_k − x_{k−1}‖ / ‖x_0‖, ``psnr`` (if ``x_true``), ``lip_J``
-    (‖∂J‖ at the denoiser's input, where requested)."""
+    (‖∂J‖ at the denoiser's input, where requested); ``gamma``: the step size of each sample (float64)."""
 
     x: torch.Tensor
     records: pd.DataFrame
+    gamma: torch.Tensor
+
+
+def step_sizes(A: Blur, shape: tuple[int, int], gamma: float, unit: str = "absolute") -> torch.Tensor:
+    """The step γ of each of ``A``'s kernels on an ``H×W`` grid, float64: ``gamma`` itself
+    (``unit="absolute"``, paper 1's γ = 1.99), or ``gamma / ‖AᵀA‖`` computed per kernel
+    (``"lipschitz"``: ``gamma`` in units of ``1/L``, ``L = ‖AᵀA‖`` the Lipschitz constant of the data
+    term's gradient; paper 2's γ = 1/‖AᵀA‖ is ``gamma=1``)."""
+    if unit == "absolute":
+        return torch.full((len(A.kernels),), float(gamma), dtype=torch.float64)
+    if unit != "lipschitz":
+        raise ValueError(f"gamma unit must be one of {GAMMA_UNITS}, got {unit!r}")
+    norms = A.norm_squared(shape)
+    if not (norms > 0).all():
+        raise ValueError(f"‖AᵀA‖ = 0 for a kernel on a {shape[0]}×{shape[1]} grid: no step relative to it")
+    return gamma / norms
 
 
 def _norms(t: torch.Tensor) -> torch.Tensor:
@@ -40,6 +57,7 @@ def pnp_pgd(
     *,
     gamma: float,
     iters: int,
+    gamma_unit: str = "absolute",
     x0: str | torch.Tensor = "y",
     x_true: torch.Tensor | None = None,
     clamp: bool = True,
@@ -54,13 +72,14 @@ def pnp_pgd(
 ) -> PnPResult:
     """Run ``iters`` PnP-PGD iterations on the batch ``y`` (sample ``b`` with ``A``'s kernel ``b``).
 
-    ``x0``: ``"y"``, ``"adjoint"`` (``Aᵀ y``) or a tensor. ``clamp`` clips every iterate to [0, 1]
-    (after ``J``); ``clamp_input`` also clips ``J``'s input. Records every ``record_every``-th
-    iteration (and the last); ``lipschitz_every > 0`` adds ‖∂J‖ at ``J``'s input every that many
-    iterations (power iteration, ``lipschitz_iters`` / ``lipschitz_tol``, start vectors from
-    ``generator``) of ``lipschitz_of`` (default: ``denoiser``; a random-mode equivariant denoiser
-    has no fixed Jacobian, so pass the denoiser it wraps). An equivariant ``denoiser`` in random
-    mode draws a new ``g`` at every call, that is, at every iteration.
+    The step is ``gamma``, or with ``gamma_unit="lipschitz"`` ``gamma / ‖AᵀA‖`` of each sample's
+    kernel on the image grid (:func:`step_sizes`). ``x0``: ``"y"``, ``"adjoint"`` (``Aᵀ y``) or a
+    tensor. ``clamp`` clips every iterate to [0, 1] (after ``J``); ``clamp_input`` also clips
+    ``J``'s input. Records every ``record_every``-th iteration (and the last); ``lipschitz_every > 0``
+    adds ‖∂J‖ at ``J``'s input every that many iterations (power iteration, ``lipschitz_iters`` /
+    ``lipschitz_tol``, start vectors from ``generator``) of ``lipschitz_of`` (default: ``denoiser``;
+    a random-mode equivariant denoiser has no fixed Jacobian, so pass the denoiser it wraps). An
+    equivariant ``denoiser`` in random mode draws a new ``g`` at every call, that is, at every iteration.
     """
     if iters < 1 or record_every < 1:
         raise ValueError(f"iters and record_every must be >= 1, got {iters}, {record_every}")
@@ -72,7 +91,10 @@ def pnp_pgd(
         x = A.adjoint(y)
     else:
         raise ValueError(f"x0 must be 'y', 'adjoint' or a tensor, got {x0!r}")
-    data_step = A.gradient_step(y, gamma)  # x − γ Aᵀ(A x − y), two FFTs per iteration
+    steps = step_sizes(A, tuple(y.shape[-2:]), gamma, gamma_unit)
+    # x − γ Aᵀ(A x − y), two FFTs per iteration; a plain number when γ is absolute
+    data_step = A.gradient_step(y, gamma if gamma_unit == "absolute" else steps)
+    steps = steps.expand(y.shape[0])
     recorded = [k for k in range(1, iters + 1) if k % record_every == 0 or k == iters]
     lip_at = {k for k in range(1, iters + 1) if lipschitz_every and k % lipschitz_every == 0}
     batch = y.shape[0]
@@ -113,4 +135,4 @@ def pnp_pgd(
         records["lip_J"] = [
             table.get((k, b), float("nan")) for k, b in zip(records.iteration, records["sample"], strict=True)
         ]
-    return PnPResult(x=x, records=records)
+    return PnPResult(x=x, records=records, gamma=steps.clone())

@@ -8,6 +8,7 @@ generator: image ``i`` meets the same ``g_1, g_2, …`` whatever the batching.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from lipbench.models import load_model, read_checkpoint
 from lipbench.observe import centre_crop, observe
 from lipbench.outputs import save_png, write_json, write_table
 from lipbench.physics import Blur
-from lipbench.pnp import pnp_pgd
+from lipbench.pnp import GAMMA_UNITS, pnp_pgd
 from lipbench.precision import tf32, to_channels_last
 from lipbench.seeding import derive_seed
 
@@ -45,6 +46,7 @@ class PnPSettings:
     sigma: float = 0.01
     kernel_sigma: dict[str, float] = field(default_factory=dict)  # per-kernel noise, e.g. gaussian_1_6: 0.008
     gamma: float = 1.99
+    gamma_unit: str = "absolute"  # or "lipschitz": γ = gamma / ‖AᵀA‖ per kernel (paper 2: gamma 1)
     x0: str = "y"
     iters: int = 300
     equivariance: str = "none"
@@ -67,10 +69,20 @@ class PnPSettings:
             problems.append(f"clamp must be one of {CLAMPS}, got {self.clamp!r}")
         if self.equivariance not in EQUIVARIANCE:
             problems.append(f"equivariance must be one of {EQUIVARIANCE}, got {self.equivariance!r}")
+        if self.gamma_unit not in GAMMA_UNITS:
+            problems.append(
+                f"gamma_unit (--gamma-unit) must be 'absolute' (γ = gamma) or 'lipschitz' (γ = gamma / ‖AᵀA‖), "
+                f"got {self.gamma_unit!r}"
+            )
         if self.x0 not in ("y", "adjoint"):
             problems.append(f"x0 must be 'y' or 'adjoint', got {self.x0!r}")
-        if not self.gamma > 0 or self.iters < 1 or self.max_batch < 1 or self.record_every < 1:
-            problems.append("gamma must be > 0 and iters, max_batch, record_every >= 1")
+        if not 0 < self.gamma < math.inf:
+            problems.append(
+                f"gamma must be finite and > 0, got {self.gamma} "
+                "(paper 1: --gamma 1.99; paper 2: --gamma 1 --gamma-unit lipschitz, i.e. γ = 1/‖AᵀA‖)"
+            )
+        if self.iters < 1 or self.max_batch < 1 or self.record_every < 1:
+            problems.append("iters, max_batch, record_every must be >= 1")
         if not self.kernels:
             problems.append("give at least one kernel")
         if self.sigma < 0 or any(v < 0 for v in self.kernel_sigma.values()):
@@ -135,7 +147,8 @@ def _run_pnp(settings: PnPSettings, root: str | None, dev: torch.device) -> dict
             )
             denoiser = equivariant(compiled, group, settings.equivariance, g)
         result = pnp_pgd(
-            denoiser, A, y, gamma=settings.gamma, iters=settings.iters, x0=settings.x0, x_true=x_true,
+            denoiser, A, y, gamma=settings.gamma, gamma_unit=settings.gamma_unit, iters=settings.iters,
+            x0=settings.x0, x_true=x_true,
             clamp=settings.clamp != "none", record_every=settings.record_every,
             lipschitz_every=settings.lipschitz_every,
             lipschitz_of=equivariant(model, group, "mean") if settings.equivariance == "mean" else model,
@@ -155,6 +168,7 @@ def _run_pnp(settings: PnPSettings, root: str | None, dev: torch.device) -> dict
             finals.append(
                 {
                     "job": job_index[i, k], "image": ids[i], "kernel": k, "sigma": settings.noise(k),
+                    "gamma": result.gamma[b].item(),
                     "psnr_input": y_psnr[b].item(), "psnr": final_psnr[b].item(), "ssim": final_ssim[b].item(),
                 }
             )  # fmt: skip

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
+import scipy.ndimage
 import torch
 
 from lipbench.cli import main
-from lipbench.data import load_images, load_kernel
+from lipbench.data import image_ids, load_images, load_kernel
 from lipbench.metrics import psnr
-from lipbench.models import DnCNN, save_checkpoint
+from lipbench.models import DnCNN, load_model, save_checkpoint
 from lipbench.observe import centre_crop, observe
 from lipbench.physics import Blur
 
@@ -78,12 +81,42 @@ def test_equivariant_modes(tmp_path, tiny_checkpoint):
     assert lip.loc[[4, 8]].notna().all() and (lip.loc[[4, 8]] > 0).all() and lip.loc[[1, 2, 3]].isna().all()
 
 
+def test_paper_2_protocol_matches_a_first_iterate_computed_by_hand(tmp_path, tiny_checkpoint):
+    """γ = 1/‖AᵀA‖ per kernel, x0 = Aᵀy, the iterate clipped: x1 = clip(J(x0 − γ Aᵀ(A x0 − y))) with
+    ‖AᵀA‖ from numpy's FFT of the zero-padded kernel and A, Aᵀ from scipy's wrap-mode filters."""
+    crop, kernels = 40, ["levin1", "gaussian_1_6"]
+    args = ["pnp", "--checkpoint", tiny_checkpoint, "--kernels", *kernels, "--crop", str(crop), "--iters", "1"]
+    args += ["--gamma", "1", "--gamma-unit", "lipschitz", "--x0", "adjoint", "--clamp", "output"]
+    assert main([*args, "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "settings.json").read_text())["gamma_unit"] == "lipschitz"
+    final = pd.read_csv(tmp_path / "final.csv", dtype={"image": str}).set_index(["image", "kernel"])
+    iterates = torch.load(tmp_path / "final.pt", weights_only=True)
+    model = load_model(tiny_checkpoint)  # J unclamped: --clamp output clips the iterate only
+    ids, images = image_ids("bsd10"), [centre_crop(x, crop) for x in load_images("bsd10")]
+    for kernel in kernels:
+        k = load_kernel(kernel).double().numpy()
+        padded = np.zeros((crop, crop))
+        padded[: k.shape[0], : k.shape[1]] = k
+        gamma = 1 / (np.abs(np.fft.fft2(padded)) ** 2).max()
+        np.testing.assert_allclose(final.xs(kernel, level="kernel").gamma, gamma, rtol=1e-12)
+        for i in (0, 7):
+            y = observe(images[i], Blur(load_kernel(kernel)), 0.01, ids[i], kernel)[0].double().numpy()
+            x0 = scipy.ndimage.convolve(y, k, mode="wrap")  # Aᵀ y
+            z = x0 - gamma * scipy.ndimage.convolve(scipy.ndimage.correlate(x0, k, mode="wrap") - y, k, mode="wrap")
+            with torch.no_grad():
+                x1 = model(torch.from_numpy(z).float()[None, None]).clamp(0, 1)[0]
+            torch.testing.assert_close(iterates[f"{ids[i]}/{kernel}"], x1, rtol=0, atol=2e-5)
+            assert final.loc[(ids[i], kernel), "psnr"] == pytest.approx(psnr(x1, images[i]).item(), abs=1e-3)
+
+
 def test_pnp_errors_are_one_clear_line(tmp_path, tiny_checkpoint):
     cases = [
         (["--checkpoint", str(tmp_path / "nope.pt")], "nope.pt does not exist"),
         (["--checkpoint", tiny_checkpoint, "--kernel-sigma", "levin1:0.01"], "is not KERNEL=SIGMA"),
         (["--checkpoint", tiny_checkpoint, "--kernel-sigma", "levin3=0.01"], "names kernels that are not run"),
         (["--checkpoint", tiny_checkpoint, "--equivariance", "random", "--group", "d8"], "unknown group 'd8'"),
+        (["--checkpoint", tiny_checkpoint, "--gamma-unit", "relative"], "--gamma-unit) must be 'absolute' (γ = gamma)"),
+        (["--checkpoint", tiny_checkpoint, "--gamma", "0"], "--gamma 1 --gamma-unit lipschitz"),
     ]
     for extra, message in cases:
         cmd = [sys.executable, "-m", "lipbench.cli", "pnp", "--out", str(tmp_path / "o"), "--crop", "32", *extra]

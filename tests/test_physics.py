@@ -78,6 +78,55 @@ def test_norm_is_one_and_matches_the_dense_svd(name):
     assert np.linalg.norm(dense, 2) == pytest.approx(blur.norm((12, 10)), abs=1e-10)
 
 
+@pytest.mark.parametrize(
+    ("kind", "size", "shape"),
+    [("signed", 5, (7, 6)), ("non-negative", 3, (8, 9)), ("signed", 9, (6, 5))],
+    ids=["signed-5x5", "nonneg-sum-not-1", "signed-larger-than-grid"],
+)
+def test_norm_squared_is_the_top_singular_value_squared_of_the_dense_matrix(kind, size, shape):
+    g = np.random.default_rng(10)
+    k = g.normal(size=(size, size)) if kind == "signed" else 3 * g.random((size, size))  # sum ≠ 1
+    if kind == "signed":
+        k -= k.mean()  # a zero-sum (derivative-like) kernel: its top frequency is not the zero one
+    blur = Blur(torch.from_numpy(k), normalised=False)
+    dense = _dense(blur.kernel.double().numpy(), *shape)  # the float32-stored kernel, built by definition
+    top = np.linalg.svd(dense, compute_uv=False)[0]
+    norm2 = blur.norm_squared(shape)
+    assert norm2.dtype == torch.float64 and norm2.shape == (1,)
+    assert norm2.item() == pytest.approx(top**2, rel=1e-12)
+    assert norm2.item() == pytest.approx(np.linalg.norm(dense.T @ dense, 2), rel=1e-12)  # ‖AᵀA‖ itself
+    if kind == "non-negative":  # the zero frequency: (Σ k)², not 1
+        assert norm2.item() == pytest.approx(blur.kernel.double().sum().item() ** 2, rel=1e-12)
+        assert abs(norm2.item() - 1) > 1
+    else:  # the zero frequency gives (Σ k)² ≈ 0
+        assert abs(blur.kernel.double().sum().item()) < 1e-5 and norm2.item() > 1
+
+
+def test_norm_squared_per_kernel_of_a_batch_and_of_the_papers_kernels():
+    g = np.random.default_rng(11)
+    kernels = [torch.from_numpy(g.normal(size=(s, s))) for s in (3, 5, 7)] + [load_kernel("levin4")]
+    blur = Blur(kernels, normalised=False)
+    expected = [np.linalg.norm(_dense(k.double().numpy(), 9, 8), 2) ** 2 for k in blur.kernels]
+    np.testing.assert_allclose(blur.norm_squared((9, 8)).numpy(), expected, rtol=1e-12)
+    for name in ["levin1", "levin8", "gaussian_1_6", "square_7"]:  # ≥ 0 and summing to 1: 1 on any grid
+        assert Blur(load_kernel(name)).norm_squared((321, 481)).item() == pytest.approx(1.0, abs=2e-7)
+    with pytest.raises(KernelError, match="sums to 2.0+1, not 1"):
+        Blur(torch.full((3, 3), 2 / 9))
+
+
+def test_gradient_step_takes_one_step_size_per_sample():
+    A = Blur([load_kernel("levin1"), load_kernel("square_7")])
+    g = torch.Generator().manual_seed(12)
+    x, y = (torch.rand(2, 1, 20, 17, generator=g, dtype=torch.float64) for _ in range(2))
+    gammas = torch.tensor([0.5, 1.7], dtype=torch.float64)
+    out = A.gradient_step(y, gammas)(x)
+    for b in range(2):
+        expected = A.gradient_step(y, gammas[b].item())(x)[b]
+        torch.testing.assert_close(out[b], expected, rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match="1 or 2 values"):
+        A.gradient_step(y, torch.ones(3))
+
+
 def test_adjoint_is_the_transpose_of_the_dense_matrix():
     k = load_kernel("levin5").double()
     y = torch.rand(1, 1, 11, 14, dtype=torch.float64, generator=torch.Generator().manual_seed(4))

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.ndimage
 import torch
 
 from lipbench.groups import D4, Element, equivariant
@@ -49,6 +50,34 @@ def test_iterates_converge_to_the_analytic_fixed_point(name, gamma, device):
     c = result.records.c.to_numpy()
     assert (np.diff(c) <= 1e-15).all()  # non-increasing for an averaged iteration
     assert c[-1] < 1e-10
+
+
+@pytest.mark.parametrize("gamma", [1.0, 1.9])
+def test_gamma_relative_to_the_norm_of_each_kernel_reaches_the_analytic_fixed_point(gamma, device):
+    """γ_b = gamma / ‖A_bᵀA_b‖ per sample, with kernels whose ‖AᵀA‖ is far from 1 (dense SVD in numpy)."""
+    g = np.random.default_rng(20)
+    signed = g.normal(size=(3, 3))
+    kernels = [torch.from_numpy(signed - signed.mean() + 0.3), 2.5 * MILD.double()]  # ‖AᵀA‖ ≠ 1, ≠ (Σ k)²
+    A = Blur(kernels, normalised=False)
+    y = torch.rand(2, 1, H, W, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    denoiser = DENOISERS["prox"]
+    m = _dense(denoiser)
+    result = pnp_pgd(denoiser, A, y.to(device), gamma=gamma, gamma_unit="lipschitz", iters=400, clamp=False)
+    for b, kernel in enumerate(A.kernels):
+        k = kernel.double().numpy()  # columns A e_j by scipy's wrap-mode correlation
+        a = np.stack([scipy.ndimage.correlate(e.reshape(H, W), k, mode="wrap").ravel() for e in np.eye(H * W)], 1)
+        step = gamma / np.linalg.svd(a, compute_uv=False)[0] ** 2
+        assert result.gamma[b].item() == pytest.approx(step, rel=1e-12)
+        assert abs(step - gamma) > 0.1 * gamma  # ‖AᵀA‖ far from 1 ...
+        assert b == 1 or abs(step * k.sum() ** 2 - gamma) > 0.1 * gamma  # ... and, signed, not (Σ k)²
+        system = np.eye(H * W) - m @ (np.eye(H * W) - step * a.T @ a)
+        expected = np.linalg.solve(system, step * m @ a.T @ y[b].flatten().numpy())
+        np.testing.assert_allclose(result.x[b].flatten().cpu().numpy(), expected, atol=1e-10)
+    # the absolute unit keeps gamma as given, for every sample
+    absolute = pnp_pgd(denoiser, A, y, gamma=gamma, iters=1, clamp=False)
+    assert absolute.gamma.tolist() == [gamma, gamma]
+    with pytest.raises(ValueError, match="gamma unit must be one of"):
+        pnp_pgd(denoiser, A, y, gamma=1.0, gamma_unit="relative", iters=1)
 
 
 def test_expansive_denoiser_diverges_visibly():

@@ -29,17 +29,19 @@ KERNEL_NAMES = (*LEVIN_NAMES, "gaussian", "uniform", "gaussian_1_6", "square_7")
 SUM_TOL = 1e-6
 
 
-def validate_kernel(kernel: np.ndarray | torch.Tensor, source: str) -> torch.Tensor:
-    """Check a blur kernel and return it as float32; raise :class:`KernelError` naming ``source``."""
+def validate_kernel(kernel: np.ndarray | torch.Tensor, source: str, *, normalised: bool = True) -> torch.Tensor:
+    """Check a blur kernel and return it as float32; raise :class:`KernelError` naming ``source``.
+
+    ``normalised=False`` checks only the shape and finiteness (any sum, negative entries allowed)."""
     k = np.asarray(kernel.detach().cpu() if isinstance(kernel, torch.Tensor) else kernel, dtype=np.float64)
     problem = None
     if k.ndim != 2 or k.shape[0] != k.shape[1] or k.shape[0] % 2 == 0:
         problem = f"has shape {k.shape}; a kernel must be a 2-D array of odd square size (e.g. 19×19)"
     elif not np.isfinite(k).all():
         problem = "contains NaN or infinite values"
-    elif (k < 0).any():
+    elif normalised and (k < 0).any():
         problem = f"has negative entries (min {k.min():.3g}); blur kernels must be non-negative"
-    elif abs(k.sum() - 1.0) > SUM_TOL:
+    elif normalised and abs(k.sum() - 1.0) > SUM_TOL:
         problem = f"sums to {k.sum():.9g}, not 1 (tolerance {SUM_TOL:g}); normalise it (k / k.sum())"
     if problem:
         raise KernelError(f"kernel {source} {problem}")
