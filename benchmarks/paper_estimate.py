@@ -23,6 +23,23 @@ def lipschitz_unit(effects: dict[str, Any]) -> tuple[float, float]:
     return sum(counts) / len(counts), per_image
 
 
+def penalty_step_forwards(t: dict[str, Any], refined: bool = True) -> float:
+    """Forwards of one penalty step per patch of the batch: forward and backward (3), the screen's
+    ``power_iters`` products (2 each), the differentiable product and its backward (3), and the
+    refinement of ``refine`` samples (a forward and at most ``refine_iters`` products each)."""
+    plain = 3 + 2 * t["power_iters"] + 3
+    if not refined:
+        return plain
+    refine = t.get("refine", 2) * (1 + 2 * t.get("refine_iters", 100))
+    return plain + refine / t["batch_size"]
+
+
+def refinement_factor(t: dict[str, Any]) -> float:
+    """How much the refinement adds to a penalty step timed without it (the H100 slice predates it):
+    the ratio of forwards, an upper bound (every refinement runs its ``refine_iters`` steps)."""
+    return penalty_step_forwards(t) / penalty_step_forwards(t, refined=False)
+
+
 def forward_units(paper: dict[str, Any], lipschitz_iterations: float) -> dict[str, float]:
     """Denoiser forwards (BSD10-image units) of every stage."""
     t, p, lip = paper["train"], paper["pnp"], paper["lipschitz"]
@@ -35,7 +52,7 @@ def forward_units(paper: dict[str, Any], lipschitz_iterations: float) -> dict[st
     lipschitz_products = IMAGES[lip.get("dataset", "bsd10")] * (8 + 8) * 2 * 2 * lipschitz_iterations
     return {
         "train base": t["base_steps"] * 3 * patches,
-        "fine-tune λ > 0": fine * t["finetune_steps"] * (3 + 2 * t["power_iters"] + 3) * patches,
+        "fine-tune λ > 0": fine * t["finetune_steps"] * penalty_step_forwards(t) * patches,
         "PnP": lams * p["iters"] * jobs * sum(FORWARDS_PER_CALL[m] for m in p["methods"]),
         "long PnP runs": len(long.get("lambdas", [])) * long.get("iters", 0) * jobs
         * sum(FORWARDS_PER_CALL[m] for m in long.get("methods", [])),
@@ -61,7 +78,8 @@ def from_slice(paper: dict[str, Any], unit: dict[str, float], lipschitz_iteratio
     images = IMAGES[lip.get("dataset", "bsd10")]
     return {
         "train base": t["base_steps"] * unit["base_step_s"],
-        "fine-tune λ > 0": sum(1 for lam in lams if lam > 0) * t["finetune_steps"] * unit["penalty_step_s"],
+        "fine-tune λ > 0": sum(1 for lam in lams if lam > 0) * t["finetune_steps"] * unit["penalty_step_s"]
+        * refinement_factor(t),
         "PnP": len(lams) * p["iters"] * sum(per_method[m] for m in p["methods"]),
         "long PnP runs": len(long.get("lambdas", [])) * long.get("iters", 0)
         * sum(per_method[m] for m in long.get("methods", [])),

@@ -282,9 +282,9 @@ def paper_section(gpu: dict[str, Any], paper: dict[str, Any]) -> list[str]:
         f"| **total** | {sum(units.values()):.3g} | {_hours(sum(flops.values()))} | **{_hours(total)}** |",
         "",
         f"The goal for this configuration is ≤ 10 minutes on one H100; the estimate is **{_hours(total)}**, so it is "
-        f"missed by about {total / 600:.0f}×. {dominant} dominates ({measured[dominant] / total:.0%}). The work is "
-        f"{sum(units.values()) * paper_estimate.FORWARD_TFLOP / 1e3:.2f} PFLOP: even at the measured bf16 rate "
-        f"({t['bf16']['tflops']:.0f} TFLOP/s) it takes "
+        f"missed by about {total / 600:.0f}×. The largest stage is {dominant} ({measured[dominant] / total:.0%}). "
+        f"The work is {sum(units.values()) * paper_estimate.FORWARD_TFLOP / 1e3:.2f} PFLOP: even at the measured "
+        f"bf16 rate ({t['bf16']['tflops']:.0f} TFLOP/s) it takes "
         f"{_hours(sum(units.values()) * paper_estimate.FORWARD_TFLOP / t['bf16']['tflops'])}, so no setting of this "
         "protocol fits 10 minutes on one GPU. What cuts it:",
         "",

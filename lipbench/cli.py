@@ -79,6 +79,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         patch_size=args.patch_size, batch_size=args.batch_size, steps=args.steps, lr=args.lr, lr_step=args.lr_step,
         lr_gamma=args.lr_gamma, clip=args.clip or None, sigma=args.sigma, loss=args.loss, lam=args.lam, eps=args.eps,
         power_iters=args.power_iters, power_tol=args.power_tol, reduction=args.reduction, seed=args.seed,
+        penalty_solver=args.penalty_solver, refine=args.refine, refine_iters=args.refine_iters,
+        refine_tol=args.refine_tol, probe_size=args.probe_size, probe_every=args.probe_every,
         checkpoint_every=args.checkpoint_every, init=args.init, tf32=args.tf32, amp=args.amp,
         channels_last=args.channels_last,
     )  # fmt: skip
@@ -105,10 +107,11 @@ def cmd_pnp(args: argparse.Namespace) -> int:
 
     settings = PnPSettings(
         checkpoint=args.checkpoint, dataset=args.dataset, kernels=tuple(args.kernels), sigma=args.sigma,
-        kernel_sigma=_kernel_sigmas(args.kernel_sigma), gamma=args.gamma, x0=args.x0, iters=args.iters,
-        equivariance=args.equivariance, group=args.group, shift_range=tuple(args.shift_range), seed=args.seed,
-        crop=args.crop, clamp=args.clamp, record_every=args.record_every, lipschitz_every=args.lipschitz_every,
-        max_batch=args.max_batch, tf32=args.tf32, compile=args.compile, channels_last=args.channels_last,
+        kernel_sigma=_kernel_sigmas(args.kernel_sigma), gamma=args.gamma, gamma_unit=args.gamma_unit, x0=args.x0,
+        iters=args.iters, equivariance=args.equivariance, group=args.group, shift_range=tuple(args.shift_range),
+        seed=args.seed, crop=args.crop, clamp=args.clamp, record_every=args.record_every,
+        lipschitz_every=args.lipschitz_every, max_batch=args.max_batch, tf32=args.tf32, compile=args.compile,
+        channels_last=args.channels_last,
     )  # fmt: skip
     result = run_pnp(settings, root=args.root, device=args.device)
     out = Path(args.out)
@@ -162,15 +165,15 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    from lipbench.calibration import assess, grid_table, write_grid
+    from lipbench.calibration import assess, grid_table, summary, write_grid
     from lipbench.outputs import read_tables
 
-    lip = read_tables(args.lipschitz, ["lam", "point", "operator", "lip2_Q"])
+    lip = read_tables(args.lipschitz, ["lam", "point", "operator", "element", "lip2_Q"])
     table = grid_table(lip, args.no_effect, args.target)
     verdict = assess(table, args.no_effect, args.target)
-    write_grid(table, verdict, Path(args.out))
+    write_grid(table, verdict, Path(args.out), args.target)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print(verdict.message())
+    print(summary(table, verdict, args.target))
     return 1 if args.strict and not verdict.calibrated else 0
 
 
@@ -255,8 +258,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", default="l2", choices=["l1", "l2"])
     p.add_argument("--lam", type=float, default=0.0, help="weight λ of the FNE penalty")
     p.add_argument("--eps", type=float, default=0.05, help="penalty threshold 1 − ε")
-    p.add_argument("--power-iters", type=int, default=5)
-    p.add_argument("--power-tol", type=float, default=1e-3)
+    p.add_argument("--power-iters", type=int, default=5,
+                   help="steps of the penalty's screen over the batch (default: %(default)s)")  # fmt: skip
+    p.add_argument("--power-tol", type=float, default=1e-3, help="tolerance of the screen (default: %(default)s)")
+    p.add_argument("--penalty-solver", default="lanczos", choices=["lanczos", "power"],
+                   help="solver of the screen (default: %(default)s; power, --refine 0: PnP-MMO's)")  # fmt: skip
+    p.add_argument("--refine", type=int, default=2, metavar="K",
+                   help="refine the K worst-ranked samples by Lanczos (0: off; default: %(default)s)")  # fmt: skip
+    p.add_argument("--refine-iters", type=int, default=100, help="Lanczos steps at most (default: %(default)s)")
+    p.add_argument("--refine-tol", type=float, default=1e-3,
+                   help="relative tolerance of the refined σ (default: %(default)s)")  # fmt: skip
+    p.add_argument("--probe-size", type=int, default=16, metavar="N",
+                   help="log the converged ‖∂Q‖² on N fixed patches (0: off; default: %(default)s)")  # fmt: skip
+    p.add_argument("--probe-every", type=int, metavar="STEPS",
+                   help="steps between probes (default: at every checkpoint)")  # fmt: skip
     p.add_argument("--reduction", default="max", choices=["max", "mean"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=100)
@@ -279,7 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigma", type=float, default=0.01, help="measurement noise std")
     p.add_argument("--kernel-sigma", action="append", default=[], metavar="KERNEL=SIGMA",
                    help="noise for one kernel (the papers: gaussian_1_6=0.008)")  # fmt: skip
-    p.add_argument("--gamma", type=float, default=1.99, help="step size (paper 1: 1.99; paper 2: 1/‖AᵀA‖ = 1)")
+    p.add_argument("--gamma", type=float, default=1.99,
+                   help="step size, unit: --gamma-unit (paper 1: 1.99 absolute; paper 2: 1 lipschitz)")  # fmt: skip
+    p.add_argument("--gamma-unit", default="absolute", metavar="{absolute,lipschitz}",
+                   help="absolute: γ = GAMMA; lipschitz: γ = GAMMA / ‖AᵀA‖, computed per kernel on the image grid "
+                   "(default: %(default)s)")  # fmt: skip
     p.add_argument("--x0", default="y", choices=["y", "adjoint"])
     p.add_argument("--iters", type=int, default=300)
     p.add_argument("--equivariance", default="none", choices=["none", "random", "mean"])

@@ -13,6 +13,10 @@ PACKAGE = Path(__file__).resolve().parent
 CODE_ROOT_VAR = "LIPBENCH_CODE_ROOT"  # hash another copy of the package (tests of the rerun logic)
 EQUIVARIANCE = {"standard": "none", "random": "random", "mean": "mean"}
 COMMON_CODE = ("data", "models", "io.py", "cli.py", "device.py", "seeding.py", "errors.py")
+# PnP protocols: the tables follow paper 1 (PnP-MMO's test code), the long runs paper 2 (Equivariant
+# PnP: γ = 1/‖AᵀA‖, x0 = Aᵀy, random rotations, the iterate clipped). The schema's defaults match these.
+TABLE_PROTOCOL = {"gamma": 1.99, "gamma_unit": "absolute", "x0": "y", "group": "d4", "clamp": "both"}
+LONG_RUN_PROTOCOL = {"gamma": 1.0, "gamma_unit": "lipschitz", "x0": "adjoint", "group": "rotations", "clamp": "output"}
 
 
 def code_hash(*parts: str) -> str:
@@ -57,6 +61,9 @@ def train_args(config: dict[str, Any], steps: int, lr: float) -> str:
         f"--patch-size {t.get('patch_size', 40)} --batch-size {t.get('batch_size', 16)}",
         f"--sigma {t.get('sigma', 0.009)} --loss {t.get('loss', 'l2')} --lr {lr}",
         f"--eps {t.get('eps', 0.05)} --power-iters {t.get('power_iters', 5)} --seed {t.get('seed', 0)}",
+        f"--penalty-solver {t.get('penalty_solver', 'lanczos')} --refine {t.get('refine', 2)}",
+        f"--refine-iters {t.get('refine_iters', 100)} --refine-tol {t.get('refine_tol', 1e-3)}",
+        f"--probe-size {t.get('probe_size', 16)}",
         f"--steps {steps} --device {config['device']} --quiet",
         f"{flag('tf32', t.get('tf32', True))} --amp {t.get('amp', 'none')}",
         flag("channels-last", t.get("channels_last", True)),
@@ -65,6 +72,8 @@ def train_args(config: dict[str, Any], steps: int, lr: float) -> str:
         args.append(f"--max-images {t['max_images']}")
     if t.get("lr_step"):
         args.append(f"--lr-step {t['lr_step']}")
+    if t.get("probe_every"):
+        args.append(f"--probe-every {t['probe_every']}")
     return " ".join([*args, root_arg(config)]).strip()
 
 
@@ -79,18 +88,19 @@ def finetune_args(config: dict[str, Any]) -> str:
 
 
 def pnp_args(config: dict[str, Any], long: bool = False) -> str:
-    """Arguments of ``lipbench pnp``; ``long`` for the configured long runs."""
+    """Arguments of ``lipbench pnp``: the table runs with ``pnp``'s protocol keys (default paper 1's),
+    ``long`` the long runs with ``pnp.long_runs``' own (default paper 2's); the rest is shared."""
     p = config["pnp"]
-    iters, every = (
-        (p["long_runs"]["iters"], p["long_runs"].get("record_every", 10))
-        if long
-        else (p["iters"], p.get("record_every", 1))
-    )
+    if long:
+        run, defaults, every = p["long_runs"], LONG_RUN_PROTOCOL, p["long_runs"].get("record_every", 10)
+    else:
+        run, defaults, every = p, TABLE_PROTOCOL, p.get("record_every", 1)
+    protocol = {key: run.get(key, default) for key, default in defaults.items()}
     args = [
         f"--dataset {p.get('dataset', 'bsd10')} --kernels {' '.join(p['kernels'])} --sigma {p.get('sigma', 0.01)}",
-        f"--gamma {p.get('gamma', 1.99)} --x0 {p.get('x0', 'y')} --iters {iters} --record-every {every}",
-        f"--group {p.get('group', 'd4')}",
-        f"--clamp {p.get('clamp', 'both')} --seed {p.get('seed', 0)} --device {config['device']}",
+        f"--gamma {protocol['gamma']} --gamma-unit {protocol['gamma_unit']} --x0 {protocol['x0']}",
+        f"--iters {run['iters']} --record-every {every} --group {protocol['group']}",
+        f"--clamp {protocol['clamp']} --seed {p.get('seed', 0)} --device {config['device']}",
         f"{flag('tf32', p.get('tf32', False))} --compile {p.get('compile', 'none')}",
     ]
     args += [f"--kernel-sigma {k}={v}" for k, v in p.get("kernel_sigma", {}).items()]
@@ -108,6 +118,8 @@ def lipschitz_args(config: dict[str, Any]) -> str:
     ]
     if q.get("crop"):
         args.append(f"--crop {q['crop']}")
+    if q.get("sigma") is not None:
+        args.append(f"--sigma {q['sigma']}")
     return " ".join([*args, root_arg(config)]).strip()
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -13,7 +15,7 @@ import pytest
 import yaml
 
 from lipbench.figures import FIGURES
-from lipbench.workflow import code_hash, finetune_args, lam_label, pnp_args
+from lipbench.workflow import LONG_RUN_PROTOCOL, TABLE_PROTOCOL, code_hash, finetune_args, lam_label, pnp_args
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--cores", "2"]
@@ -47,6 +49,7 @@ def _ci() -> dict:
         (lambda c: c["train"].update(lambdas=[0.0, -1.0]), "-1.0 is less than the minimum of 0"),
         (lambda c: c["train"].update(lambdas=[0.01]), "lambdas"),
         (lambda c: c["pnp"].update(methods=["fancy"]), "'fancy' is not one of"),
+        (lambda c: c["pnp"]["long_runs"].update(gamma_unit="relative"), "'relative' is not one of"),
         (lambda c: c.update(device="tpu"), "'tpu' does not match"),
     ],
 )
@@ -169,6 +172,44 @@ def test_step_arguments_follow_the_config():
     assert "--steps 30" in args and "--lr 0.001" in args and "--max-images 20" in args
     p = pnp_args(config)
     assert "--kernels levin1 gaussian_1_6" in p and "--kernel-sigma gaussian_1_6=0.008" in p and "--crop 32" in p
+
+
+@pytest.mark.parametrize("name", ["paper", "config", "ci"])
+def test_long_runs_follow_paper_2_and_the_tables_paper_1(name):
+    """The command lines, parsed by lipbench's own parser: the tables with PnP-MMO's test protocol,
+    the long runs (the stability figure) with Equivariant PnP's, whatever else is shared."""
+    from lipbench.cli import build_parser
+
+    config = yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())
+
+    def parsed(args: str) -> argparse.Namespace:
+        return build_parser().parse_args(["pnp", "--checkpoint", "m.pt", "--out", "o", *shlex.split(args)])
+
+    table, long = parsed(pnp_args(config)), parsed(pnp_args(config, long=True))
+    protocol = ["gamma", "gamma_unit", "x0", "group", "clamp"]
+    assert [getattr(table, k) for k in protocol] == [1.99, "absolute", "y", "d4", "both"]  # paper 1
+    assert [getattr(long, k) for k in protocol] == [1.0, "lipschitz", "adjoint", "rotations", "output"]  # paper 2
+    assert (table.iters, long.iters) == (config["pnp"]["iters"], config["pnp"]["long_runs"]["iters"])
+    shared = ["dataset", "kernels", "sigma", "kernel_sigma", "crop", "seed", "device", "tf32", "compile", "root"]
+    assert [getattr(table, k) for k in shared] == [getattr(long, k) for k in shared]
+    if name == "paper":  # paper 1 tests with 300 iterations, paper 2 runs 10 001
+        assert (table.iters, long.iters) == (300, 10001)
+
+
+def test_protocol_defaults_are_the_papers_and_the_schemas():
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    pnp = schema["properties"]["pnp"]["properties"]
+    assert {k: pnp[k]["default"] for k in TABLE_PROTOCOL} == TABLE_PROTOCOL
+    assert {k: pnp["long_runs"]["properties"][k]["default"] for k in LONG_RUN_PROTOCOL} == LONG_RUN_PROTOCOL
+    # a configuration that names no protocol gets paper 1's for the tables and paper 2's for the long runs
+    config = {"device": "cpu", "data": {}, "pnp": {"kernels": ["levin1"], "iters": 5}}
+    config["pnp"]["long_runs"] = {"lambdas": [0.0], "methods": ["standard"], "iters": 7}
+    assert "--gamma 1.99 --gamma-unit absolute --x0 y --iters 5 --record-every 1 --group d4 --clamp both" in pnp_args(
+        config
+    )
+    long = pnp_args(config, long=True)
+    assert "--gamma 1.0 --gamma-unit lipschitz --x0 adjoint --iters 7 --record-every 10 --group rotations" in long
+    assert "--clamp output" in long
 
 
 def _schema_keys(properties: dict, prefix: str = "") -> list[str]:
