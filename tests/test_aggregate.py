@@ -114,5 +114,7 @@ def test_missing_or_foreign_input_tables_give_one_error_naming_them(tmp_path, ca
     foreign.write_text("a,b\n1,2\n")
     assert main(["grid", "--lipschitz", str(foreign), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"lipbench grid: error: table {foreign} lacks the column(s) ['lam', 'lip2_Q', 'operator'")
+    assert err.startswith(
+        f"lipbench grid: error: table {foreign} lacks the column(s) ['element', 'lam', 'lip2_Q', 'operator'"
+    )
     assert len(err.splitlines()) == 1 and not (tmp_path / "out").exists()

@@ -137,21 +137,40 @@ def test_non_finite_penalty_is_reported_at_its_step(tmp_path, monkeypatch):
     assert training.read_checkpoint(tmp_path / "checkpoint.pt")["step"] == 3
 
 
-def test_a_training_step_reads_back_only_the_power_iterations_stopping_test(device):
+def test_a_training_step_reads_back_only_the_stopping_tests(device, monkeypatch):
+    """No host read in a plain step; with the penalty, one per Lanczos step (its convergence test
+    runs on the host) and, for the power-iteration screen, one ``any()`` per iteration from the third."""
     from conftest import ScalarReads
 
+    import lipbench.lipschitz.lanczos as lanczos_module
     from lipbench.data import PatchSampler, load_images
 
+    real, host = lanczos_module.to_host, {"n": 0}
+
+    def counted(t):
+        host["n"] += 1
+        return real(t)
+
+    monkeypatch.setattr(lanczos_module, "to_host", counted)
     counts = {}
-    for lam, tol in ((0.0, 1e-3), (1e-3, 0.0), (1e-3, 1e-3)):
-        config = dataclasses.replace(TINY, lam=lam, power_tol=tol, power_iters=4)
+    cases = {
+        "plain": {"lam": 0.0},
+        "power screen": {"lam": 1e-3, "power_tol": 0.0, "penalty_solver": "power", "refine": 0},
+        "lanczos screen": {"lam": 1e-3, "power_tol": 0.0, "refine": 0},
+        "lanczos screen + refine": {"lam": 1e-3, "power_tol": 0.0, "refine": 2, "refine_iters": 7, "refine_tol": 1e-9},
+    }
+    for name, changes in cases.items():
+        config = dataclasses.replace(TINY, power_iters=4, **changes)
         state = training.initial_state(config, device)
         sampler = PatchSampler(load_images("train400")[:4], 24, 4, generator=state.generator)
         training.train_step(state, config, sampler, device)  # creates Adam's state
         counters = tuple(s["step"] for s in state.optimizer.state.values())  # CPU tensors: no synchronisation
+        host["n"] = 0
         with ScalarReads(ignore=counters) as mode:
             row = training.train_step(state, config, sampler, device)
-        counts[lam, tol] = mode.count
+        counts[name] = (mode.count, host["n"])
         assert isinstance(row["loss"], torch.Tensor)  # converted when the log is written, not per step
-    # one `any()` per power iteration from the third on (none can stop earlier), nothing else
-    assert counts[0.0, 1e-3] == 0 and counts[1e-3, 0.0] == 2 and 1 <= counts[1e-3, 1e-3] <= 2
+    assert counts["plain"] == (0, 0)
+    assert counts["power screen"] == (2, 0)  # `any()` at iterations 3 and 4
+    assert counts["lanczos screen"] == (0, 4)  # one read per step
+    assert counts["lanczos screen + refine"] == (0, 4 + 7)  # and per refinement step (tolerance out of reach)

@@ -29,6 +29,12 @@ def _dots(basis: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bkn,bn->bk", basis, w)
 
 
+def to_host(t: torch.Tensor) -> np.ndarray:
+    """The one device → host read of a Lanczos step (α and β of every sample: the convergence test
+    runs on the host). A GPU synchronises here once per step, as power iteration does from its third."""
+    return t.double().cpu().numpy()
+
+
 def _top_ritz(alphas: np.ndarray, betas: np.ndarray) -> tuple[float, np.ndarray]:
     """Largest eigenvalue of the symmetric tridiagonal ``T`` (diagonal ``alphas``, off-diagonal
     ``betas``) and its unit eigenvector: O(k) with LAPACK's bisection and inverse iteration."""
@@ -62,7 +68,8 @@ def lanczos(
         v = start_vector(x, generator) if start is None else start.detach().to(x.dtype)
         v = v.flatten(1)
         v = v / torch.linalg.vector_norm(v, dim=1, keepdim=True).clamp_min(tiny)
-        basis = v[:, None, :]  # B × k × n
+        basis = v.new_empty(batch, min(max_iter, 16), v.shape[1])  # B × capacity × n, grown by doubling
+        basis[:, 0] = v
         alphas = np.zeros((batch, max_iter))
         betas = np.zeros((batch, max_iter))
         theta = np.zeros(batch)
@@ -71,12 +78,12 @@ def lanczos(
         active = np.ones(batch, dtype=bool)
         for k in range(1, max_iter + 1):
             w = lin.vjp(lin.jvp(v.view_as(x))).flatten(1)
-            coefficients = _dots(basis, w)
-            w = w - torch.einsum("bkn,bk->bn", basis, coefficients)
-            w = w - torch.einsum("bkn,bk->bn", basis, _dots(basis, w))  # twice is enough (CGS2)
+            kept = basis[:, :k]
+            coefficients = _dots(kept, w)
+            w = w - torch.einsum("bkn,bk->bn", kept, coefficients)
+            w = w - torch.einsum("bkn,bk->bn", kept, _dots(kept, w))  # twice is enough (CGS2)
             beta = torch.linalg.vector_norm(w, dim=1)
-            alphas[:, k - 1] = coefficients[:, -1].double().cpu().numpy()
-            betas[:, k - 1] = beta.double().cpu().numpy()
+            alphas[:, k - 1], betas[:, k - 1] = to_host(torch.stack([coefficients[:, -1], beta]))
             for b in np.flatnonzero(active):
                 if not (np.isfinite(alphas[b, :k]).all() and np.isfinite(betas[b, :k]).all()):
                     theta[b], ritz[b], active[b] = np.nan, np.full(k, np.nan), False  # NaN out, as power iteration
@@ -90,7 +97,9 @@ def lanczos(
             # an exhausted Krylov space (β ≈ 0: that sample has converged exactly) continues with zeros
             exhausted = beta <= 1e3 * torch.finfo(w.dtype).eps * torch.as_tensor(theta, dtype=w.dtype, device=w.device)
             v = torch.where(exhausted[:, None], torch.zeros_like(w), w / beta.clamp_min(tiny)[:, None])
-            basis = torch.cat([basis, v[:, None, :]], 1)
+            if k == basis.shape[1]:
+                basis = torch.cat([basis, torch.empty_like(basis[:, : min(k, max_iter - k)])], 1)
+            basis[:, k] = v
         vectors = torch.stack(
             [basis[b, : len(ritz[b])].T @ torch.as_tensor(ritz[b], dtype=basis.dtype, device=basis.device)
              for b in range(batch)]
