@@ -251,14 +251,20 @@ def probe_set(config: TrainConfig, images: list[torch.Tensor]) -> Probe | None:
 
 
 def probe(model: torch.nn.Module, points: Probe, sigma: float, device: torch.device) -> dict[str, float]:
-    """Max and mean over the probe patches of ‖∂Q(x̃)‖², converged (Lanczos to 1e-4, full float32)."""
+    """Max and mean over the probe patches of ‖∂Q(x̃)‖², converged (Lanczos to 1e-4, full float32), in
+    eval mode (batch-norm on its running statistics; the same function for a net without it)."""
     x, noise, tau = (t.to(device) for t in (points.x, points.noise, points.tau))
-    with torch.no_grad(), tf32(False):
-        x_tilde = tau * model(x + sigma * noise) + (1 - tau) * x
-        res = spectral_norm(
-            Reflected(model), x_tilde, max_iter=PROBE_MAX_ITER, tol=PROBE_TOL, solver="lanczos",
-            generator=generator("probe-start", 0),
-        )  # fmt: skip
+    training = model.training
+    try:
+        with torch.no_grad(), tf32(False):
+            model.eval()
+            x_tilde = tau * model(x + sigma * noise) + (1 - tau) * x
+            res = spectral_norm(
+                Reflected(model), x_tilde, max_iter=PROBE_MAX_ITER, tol=PROBE_TOL, solver="lanczos",
+                generator=generator("probe-start", 0),
+            )  # fmt: skip
+    finally:
+        model.train(training)
     sigma2 = res.sigma.double().square()
     return {"probe_sigma2_max": sigma2.max().item(), "probe_sigma2_mean": sigma2.mean().item()}
 

@@ -140,3 +140,11 @@ def test_the_probe_logs_the_converged_norm_and_leaves_the_run_unchanged(tmp_path
     a, b = _weights(tmp_path / "probed" / "model.pt"), _weights(unprobed)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert pd.read_csv(tmp_path / "unprobed" / "log.csv").probe_sigma2_max.isna().all()
+
+
+def test_the_probe_measures_a_batchnorm_net_in_eval_mode(tmp_path):
+    config = dataclasses.replace(TINY, lam=0.0, steps=4, model_kwargs={"depth": 4, "width": 8, "batchnorm": True})
+    train(config, tmp_path, progress=False)  # training batch-norm would mix the samples' Jacobians
+    log = pd.read_csv(tmp_path / "log.csv")
+    assert log.probe_sigma2_max.notna().tolist() == [False, False, False, True]
+    assert log.probe_sigma2_max.iloc[-1] > 0
