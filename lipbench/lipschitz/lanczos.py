@@ -9,9 +9,12 @@ large images prefer restarts, that is, several calls with ``start`` set to the l
 
 The estimate is a Ritz value of JᵀJ: by Cauchy interlacing it never exceeds σ₁² in exact
 arithmetic, so ``sigma`` is a lower bound (up to float rounding), like power iteration's.
-A sample stops when the a-posteriori error bound of its top Ritz value,
-``min(ρ, ρ²/δ)`` (ρ = β_k |s_k| the residual norm, δ the gap to the second Ritz value), is below
-``2·tol·θ``: σ is then within about ``tol`` (relative) of the top singular value.
+A sample stops when the residual of its top Ritz pair, ρ = β_k |s_k|, is below
+``2·tol·θ``: an eigenvalue of JᵀJ then lies within ρ of θ, so σ is within about ``tol`` of a
+singular value. Of the top one, unless the start vector is nearly orthogonal to its vector: then
+a lower singular value can converge first (measured on small random DnCNNs: 1 sample in 48 was
+0.4 % low at ``tol=1e-4``). Power iteration shares that failure mode; a refinement started from a
+screened vector rarely meets it. (A gap-based bound ρ²/δ stopped too early on clustered spectra, so it is not used.)
 """
 
 from __future__ import annotations
