@@ -1,14 +1,17 @@
 """Aggregation: one long-format results table with provenance, and the papers' summary tables.
 
 Inputs are the tables of ``lipbench pnp`` (``final.csv`` and ``records``) and ``lipbench
-lipschitz``, each carrying the model's λ. Outputs (per table: CSV, Markdown and LaTeX):
+lipschitz``, each carrying the denoiser's name and λ (NaN for a denoiser not trained with the
+penalty, such as TV). Rows keep the order of the inputs. Outputs (per table: CSV, Markdown, LaTeX):
 
-* ``lipschitz``: λ × point × operator → mean and max of ‖∂J‖ and ‖∂Q‖² over the images;
-* ``psnr``: λ × kernel × method → PSNR of the last and of the best iterate (mean ± std over the
-  images), plus the blurred input;
-* ``convergence``: λ × method → final c_k, iterations where c_k increased, first k with
+* ``lipschitz``: denoiser × λ × point × operator → mean and max of ‖∂J‖ and ‖∂Q‖² over the images;
+* ``psnr``: denoiser × λ × kernel × method → PSNR of the last and of the best iterate (mean ± std
+  over the images), plus the blurred input;
+* ``convergence``: denoiser × λ × method → final c_k, iterations where c_k increased, first k with
   c_k < 1e-4 (median over images; "not reached" if an image never gets there);
-* ``denoising``: λ → PSNR of J on the noisy test set (BSD68) at the training noise level.
+* ``denoising``: denoiser × λ → PSNR of J on the noisy test set (BSD68) at the training noise level;
+* ``tv_tuning`` (with a TV baseline): the TV weights tried on the tuning images, the chosen one
+  marked (its choice is also noted under the PSNR table and is a row of ``results.csv``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,16 @@ import lipbench
 from lipbench.outputs import read_tables, write_formatted, write_table
 
 C_THRESHOLD = 1e-4
+COORDS = ("denoiser", "lam")  # what identifies a denoiser in every input table
+ROWS = {"sort": False, "dropna": False}  # a NaN λ (TV) is a row, not dropped
+
+
+def in_order(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Denoisers in the order of the inputs, then the other ``keys`` sorted (NaN last)."""
+    rank = {name: n for n, name in enumerate(dict.fromkeys(table["denoiser"]))}
+    return table.sort_values(
+        keys, key=lambda col: col.map(rank) if col.name == "denoiser" else col, kind="stable", na_position="last"
+    ).reset_index(drop=True)
 
 
 def provenance(config_name: str, config_hash: str = "", device: str = "cpu") -> dict[str, str]:
@@ -61,62 +74,84 @@ def convergence_stats(records: pd.DataFrame) -> pd.DataFrame:
             }
         )
 
-    keys = ["lam", "method", "image", "kernel"]
-    return records.groupby(keys)[["iteration", "c"]].apply(one).reset_index()
+    keys = ["denoiser", "lam", "method", "image", "kernel"]
+    return records.groupby(keys, sort=False, dropna=False)[["iteration", "c"]].apply(one).reset_index()
 
 
 def lipschitz_table(lip: pd.DataFrame) -> pd.DataFrame:
-    table = lip.groupby(["lam", "point", "operator"]).agg(
+    table = lip.groupby(keys := ["denoiser", "lam", "point", "operator"], **ROWS).agg(
         lip_J_mean=("lip_J", "mean"), lip_J_max=("lip_J", "max"),
         lip2_Q_mean=("lip2_Q", "mean"), lip2_Q_max=("lip2_Q", "max"),
     )  # fmt: skip
-    return table.reset_index()
+    return in_order(table.reset_index(), keys)
 
 
 def psnr_table(final: pd.DataFrame) -> pd.DataFrame:
-    table = final.groupby(["lam", "kernel", "method"]).agg(
+    table = final.groupby(keys := ["denoiser", "lam", "kernel", "method"], **ROWS).agg(
         psnr=("psnr", "mean"), psnr_std=("psnr", "std"), psnr_best=("psnr_best", "mean"),
         psnr_best_std=("psnr_best", "std"), ssim=("ssim", "mean"),
     )  # fmt: skip
     blurred = final.drop_duplicates(["image", "kernel"]).groupby("kernel").agg(
         psnr=("psnr_input", "mean"), psnr_std=("psnr_input", "std")
     )  # fmt: skip
-    blurred = blurred.assign(lam=float("nan"), method="blurred input").reset_index()
-    return pd.concat([table.reset_index(), blurred], ignore_index=True)
+    blurred = blurred.assign(denoiser="none", lam=float("nan"), method="blurred input").reset_index()
+    return pd.concat([in_order(table.reset_index(), keys), blurred], ignore_index=True)
 
 
 def convergence_table(stats: pd.DataFrame) -> pd.DataFrame:
     def first(values: pd.Series) -> str:
         return "not reached" if values.isna().any() else f"{values.median():.0f}"
 
-    table = stats.groupby(["lam", "method"]).agg(
+    table = stats.groupby(keys := ["denoiser", "lam", "method"], **ROWS).agg(
         c_final=("c_final", "mean"), c_final_max=("c_final", "max"),
         increases=("increases", "mean"), first_below_1e4=("first_below", first),
     )  # fmt: skip
-    return table.reset_index()
+    return in_order(table.reset_index(), keys)
 
 
 def denoising_table(den: pd.DataFrame) -> pd.DataFrame:
-    table = den.groupby(["lam", "dataset", "sigma"]).agg(
+    table = den.groupby(keys := ["denoiser", "lam", "dataset", "sigma"], **ROWS).agg(
         psnr=("psnr", "mean"), psnr_std=("psnr", "std"), psnr_noisy=("psnr_noisy", "mean"), images=("psnr", "size")
     )  # fmt: skip
-    return table.reset_index()
+    return in_order(table.reset_index(), keys)
+
+
+def tuning_table(tuning: pd.DataFrame) -> pd.DataFrame:
+    columns = ["stage", "prox_weight", "psnr", "psnr_std", "chosen"]
+    return tuning[columns + [c for c in tuning.columns if c.startswith("tuning_")]]
+
+
+def tuning_note(tuning: pd.DataFrame) -> str:
+    row = tuning[tuning.chosen].iloc[0]
+    return (
+        f"TV: prox weight w = γλ = {row.prox_weight:.4g}, chosen among {len(tuning)} weights by the mean final PSNR "
+        f"({row.psnr:.2f} dB) on the first {row.tuning_images} images of {row.tuning_dataset} (not the test "
+        "images), same kernels, noise and iterations: tv_tuning.md."
+    )
 
 
 def long_format(
-    final: pd.DataFrame, stats: pd.DataFrame, lip: pd.DataFrame, den: pd.DataFrame, prov: dict[str, str]
+    final: pd.DataFrame,
+    stats: pd.DataFrame,
+    lip: pd.DataFrame,
+    den: pd.DataFrame,
+    prov: dict[str, str],
+    tuning: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per measured value: experiment coordinates, ``metric``, ``value`` and provenance."""
     parts = []
-    pnp_keys = ["lam", "method", "image", "kernel"]
+    pnp_keys = ["denoiser", "lam", "method", "image", "kernel"]
     for metrics, table in ((["psnr", "psnr_best", "ssim", "psnr_input"], final), (["c_final", "increases"], stats)):
         part = table.melt(id_vars=pnp_keys, value_vars=metrics, var_name="metric")
         parts.append(part.assign(step="pnp"))
-    lip_keys = ["lam", "image", "point", "operator", "element"]
+    lip_keys = ["denoiser", "lam", "image", "point", "operator", "element"]
     parts.append(lip.melt(id_vars=lip_keys, value_vars=["lip_J", "lip2_Q"], var_name="metric").assign(step="lipschitz"))
     if not den.empty:
-        denoise = den.melt(id_vars=["lam", "image"], value_vars=["psnr"], var_name="metric")
+        denoise = den.melt(id_vars=["denoiser", "lam", "image"], value_vars=["psnr"], var_name="metric")
         parts.append(denoise.assign(metric="denoise_psnr", step="denoise"))
+    if tuning is not None and not tuning.empty:
+        chosen = tuning.loc[tuning.chosen, "prox_weight"].iloc[0]
+        parts.append(pd.DataFrame([{"denoiser": "tv", "metric": "tv_weight", "value": chosen, "step": "tune"}]))
     out = pd.concat(parts, ignore_index=True)
     return out.assign(**prov)
 
@@ -129,12 +164,16 @@ def aggregate(
     prov: dict[str, str],
     *,
     denoise: Iterable[str | Path] = (),
+    tuning: Iterable[str | Path] = (),
 ) -> dict[str, pd.DataFrame]:
     """Build and write every table (see the module docstring) under ``out``."""
-    final = read_tables(finals, ["lam", "method", "image", "kernel", "psnr", "psnr_best", "ssim", "psnr_input"])
-    recs = read_tables(records, ["lam", "method", "image", "kernel", "iteration", "c"])
-    lip = read_tables(lipschitz, ["lam", "image", "point", "operator", "element", "lip_J", "lip2_Q"])
-    den = read_tables(denoise, ["lam", "image", "dataset", "sigma", "psnr", "psnr_noisy"])
+    final = read_tables(finals, [*COORDS, "method", "image", "kernel", "psnr", "psnr_best", "ssim", "psnr_input"])
+    recs = read_tables(records, [*COORDS, "method", "image", "kernel", "iteration", "c"])
+    lip = read_tables(lipschitz, [*COORDS, "image", "point", "operator", "element", "lip_J", "lip2_Q"])
+    den = read_tables(denoise, [*COORDS, "image", "dataset", "sigma", "psnr", "psnr_noisy"])
+    tune = read_tables(
+        tuning, ["stage", "prox_weight", "psnr", "psnr_std", "chosen", "tuning_dataset", "tuning_images"]
+    )
     stats = convergence_stats(recs)
     tables = {
         "lipschitz": lipschitz_table(lip),
@@ -143,13 +182,17 @@ def aggregate(
     }
     if not den.empty:
         tables["denoising"] = denoising_table(den)
+    if not tune.empty:
+        tables["tv_tuning"] = tuning_table(tune)
     captions = {
         "lipschitz": "Spectral norms of the Jacobians of J and Q = 2J - Id (mean and max over BSD10).",
         "psnr": "PSNR (dB) of the last and best PnP iterates, mean and std over BSD10.",
         "convergence": "Convergence of PnP: final c_k, iterations where c_k increased, first k with c_k < 1e-4.",
         "denoising": "Denoising PSNR (dB) at the training noise level, mean and std over the test set.",
+        "tv_tuning": "TV baseline: mean final PSNR (dB) on the tuning images per prox weight w = γλ.",
     }
+    notes = {"psnr": tuning_note(tune)} if not tune.empty else {}
     for name, table in tables.items():
-        write_formatted(table, out / name, captions[name])
-    write_table(long_format(final, stats, lip, den, prov), out / "results.csv")
+        write_formatted(table, out / name, captions[name], notes.get(name, ""))
+    write_table(long_format(final, stats, lip, den, prov, tune), out / "results.csv")
     return tables

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lipbench import __version__
 from lipbench.errors import LipbenchError
+
+COMPILE_CHOICES = ["none", "default", "reduce-overhead", "max-autotune", "eager"]
+
+if TYPE_CHECKING:
+    from lipbench.restore import PnPSettings
 
 
 def _source_urls(pairs: Sequence[str]) -> dict[str, str]:
@@ -70,12 +77,26 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_object(text: str, flag: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LipbenchError(f"{flag} {text!r} is not JSON ({exc}): give an object, e.g. '{{\"width\": 8}}'") from exc
+    if not isinstance(value, dict):
+        raise LipbenchError(f"{flag} must be a JSON object of keyword arguments, got {text!r}")
+    return value
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from lipbench.training import TrainConfig, train
 
-    model_kwargs = {"depth": args.depth, "width": args.width, "activation": args.activation, "bias": not args.no_bias}
+    if args.model_kwargs is not None:
+        model_kwargs = _json_object(args.model_kwargs, "--model-kwargs")
+    else:
+        model_kwargs = {"depth": args.depth, "width": args.width, "activation": args.activation}
+        model_kwargs["bias"] = not args.no_bias
     config = TrainConfig(
-        model=args.model, model_kwargs=model_kwargs, dataset=args.dataset, max_images=args.max_images,
+        model=args.model, model_kwargs=model_kwargs, label=args.label, dataset=args.dataset, max_images=args.max_images,
         patch_size=args.patch_size, batch_size=args.batch_size, steps=args.steps, lr=args.lr, lr_step=args.lr_step,
         lr_gamma=args.lr_gamma, clip=args.clip or None, sigma=args.sigma, loss=args.loss, lam=args.lam, eps=args.eps,
         power_iters=args.power_iters, power_tol=args.power_tol, reduction=args.reduction, seed=args.seed,
@@ -102,23 +123,50 @@ def _kernel_sigmas(pairs: Sequence[str]) -> dict[str, float]:
     return out
 
 
-def cmd_pnp(args: argparse.Namespace) -> int:
-    from lipbench.restore import PnPSettings, run_pnp, write_pnp_outputs
+def _protocol(args: argparse.Namespace, **settings: Any) -> PnPSettings:
+    """The :class:`PnPSettings` of ``protocol_args``' options (and ``settings``)."""
+    from lipbench.restore import PnPSettings
 
-    settings = PnPSettings(
-        checkpoint=args.checkpoint, dataset=args.dataset, kernels=tuple(args.kernels), sigma=args.sigma,
+    return PnPSettings(
+        dataset=args.dataset, kernels=tuple(args.kernels), sigma=args.sigma,
         kernel_sigma=_kernel_sigmas(args.kernel_sigma), gamma=args.gamma, gamma_unit=args.gamma_unit, x0=args.x0,
-        iters=args.iters, equivariance=args.equivariance, group=args.group, shift_range=tuple(args.shift_range),
-        seed=args.seed, crop=args.crop, clamp=args.clamp, record_every=args.record_every,
-        lipschitz_every=args.lipschitz_every, max_batch=args.max_batch, tf32=args.tf32, compile=args.compile,
-        channels_last=args.channels_last,
+        iters=args.iters, group=args.group, shift_range=tuple(args.shift_range), seed=args.seed, crop=args.crop,
+        clamp=args.clamp, record_every=args.record_every, max_batch=args.max_batch, tf32=args.tf32,
+        compile=args.compile, channels_last=args.channels_last, **settings,
     )  # fmt: skip
+
+
+def cmd_pnp(args: argparse.Namespace) -> int:
+    from lipbench.restore import run_pnp, write_pnp_outputs
+
+    settings = _protocol(
+        args, checkpoint=args.checkpoint, equivariance=args.equivariance, lipschitz_every=args.lipschitz_every
+    )
     result = run_pnp(settings, root=args.root, device=args.device)
     out = Path(args.out)
     write_pnp_outputs(result, settings, out, fmt=args.format, save_images=args.save_images)
     summary = result["final"].groupby("kernel", sort=False)[["psnr_input", "psnr", "psnr_best"]].mean()
     print(summary.to_string(float_format=lambda v: f"{v:.2f}"))
     print(f"wrote {out / ('records.' + args.format)} ({len(result['records'])} rows) and {out / 'final.csv'}")
+    return 0
+
+
+def cmd_tune_tv(args: argparse.Namespace) -> int:
+    from lipbench.baseline import chosen_weight, tune_tv, tuning_settings, write_tv
+    from lipbench.data import image_ids
+
+    settings = tuning_settings(_protocol(args, checkpoint=""), args.images)
+    shared = set(image_ids(args.dataset, args.root)[: args.images]) & set(image_ids(args.test_dataset, args.root))
+    if shared:
+        raise LipbenchError(
+            f"tuning images {sorted(shared)} of {args.dataset} are in the test set {args.test_dataset}: "
+            "tune TV on other images (e.g. --dataset bsd400)"
+        )
+    table = tune_tv(settings, args.weights, prox_iters=args.prox_iters, refine=args.refine, root=args.root,
+                    device=args.device)  # fmt: skip
+    path = write_tv(table, settings, args.out, prox_iters=args.prox_iters, train_sigma=args.train_sigma)
+    print(table[["stage", "prox_weight", "psnr", "chosen"]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"TV prox weight {chosen_weight(table):.4g} chosen on {args.images} {args.dataset} images; wrote {path}")
     return 0
 
 
@@ -157,7 +205,9 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     from lipbench.aggregate import aggregate, provenance
 
     prov = provenance(args.config_name, args.config_hash, args.device)
-    tables = aggregate(args.finals, args.records, args.lipschitz, Path(args.out), prov, denoise=args.denoise)
+    tables = aggregate(
+        args.finals, args.records, args.lipschitz, Path(args.out), prov, denoise=args.denoise, tuning=args.tuning
+    )
     for name, table in tables.items():
         print(f"{name}: {len(table)} rows")
     print(f"wrote {args.out}")
@@ -240,7 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train one denoiser (one λ) with the firm-nonexpansiveness penalty")
     p.add_argument("--out", required=True, help="run folder: checkpoint.pt, log.csv, model.pt")
-    p.add_argument("--model", default="dncnn", help="registered architecture (lipbench.models.MODELS)")
+    p.add_argument("--model", default="dncnn",
+                   help="registered architecture (dncnn, certified) or your own as module:factory")  # fmt: skip
+    p.add_argument("--model-kwargs", metavar="JSON",
+                   help="the model's keyword arguments as a JSON object (replaces --depth, --width, ...)")  # fmt: skip
+    p.add_argument("--label", help="the denoiser's name in the tables (default: the model's name)")
     p.add_argument("--depth", type=int, default=20)
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--activation", default="leaky_relu", choices=["leaky_relu", "relu"])
@@ -286,41 +340,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
+    def protocol_args(p: argparse.ArgumentParser, dataset: str) -> None:
+        """The deblurring protocol `pnp` and `tune-tv` share."""
+        p.add_argument("--dataset", default=dataset)
+        p.add_argument("--kernels", nargs="+", default=["levin1"], metavar="KERNEL")
+        p.add_argument("--sigma", type=float, default=0.01, help="measurement noise std")
+        p.add_argument("--kernel-sigma", action="append", default=[], metavar="KERNEL=SIGMA",
+                       help="noise for one kernel (the papers: gaussian_1_6=0.008)")  # fmt: skip
+        p.add_argument("--gamma", type=float, default=1.99,
+                       help="step size, unit: --gamma-unit (paper 1: 1.99 absolute; paper 2: 1 lipschitz)")  # fmt: skip
+        p.add_argument("--gamma-unit", default="absolute", metavar="{absolute,lipschitz}",
+                       help="absolute: γ = GAMMA; lipschitz: γ = GAMMA / ‖AᵀA‖, computed per kernel on the image grid "
+                       "(default: %(default)s)")  # fmt: skip
+        p.add_argument("--x0", default="y", choices=["y", "adjoint"])
+        p.add_argument("--iters", type=int, default=300)
+        p.add_argument("--group", default="d4", help="d4, rotations, flips, shifts, or TURNS+shifts")
+        p.add_argument("--shift-range", type=int, nargs=2, default=[-64, 63], metavar=("LOW", "HIGH"))
+        p.add_argument("--seed", type=int, default=0, help="seed of the random group draws and Lipschitz estimates")
+        p.add_argument("--crop", type=int, help="centre crop size (quick CPU runs)")
+        p.add_argument("--clamp", default="both", choices=["both", "output", "none"],
+                       help="clip J's input and output (paper 1), the iterate only (paper 2), or nothing")  # fmt: skip
+        p.add_argument("--record-every", type=int, default=1)
+        p.add_argument("--max-batch", type=int, default=16, help="images × kernels per batch")
+        p.add_argument("--device", default="auto")
+        _tf32_arg(p, False, "the restorations")
+        p.add_argument("--compile", default="none", choices=COMPILE_CHOICES,
+                       help="torch.compile the denoiser (default: %(default)s)")  # fmt: skip
+        p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False,
+                       help="NHWC weights and activations (default: %(default)s)")  # fmt: skip
+        p.add_argument("--root", help="data root (default: $LIPBENCH_DATA, else resources/data)")
+
     p = sub.add_parser("pnp", help="PnP-PGD deblurring of a dataset × kernels with one denoiser")
-    p.add_argument("--checkpoint", required=True, help="a model.pt written by `lipbench train`")
+    p.add_argument("--checkpoint", required=True, help="a model.pt written by `lipbench train` or `tune-tv`")
     p.add_argument("--out", required=True, help="folder: records, final.csv, final.pt, images/, settings.json")
-    p.add_argument("--dataset", default="bsd10")
-    p.add_argument("--kernels", nargs="+", default=["levin1"], metavar="KERNEL")
-    p.add_argument("--sigma", type=float, default=0.01, help="measurement noise std")
-    p.add_argument("--kernel-sigma", action="append", default=[], metavar="KERNEL=SIGMA",
-                   help="noise for one kernel (the papers: gaussian_1_6=0.008)")  # fmt: skip
-    p.add_argument("--gamma", type=float, default=1.99,
-                   help="step size, unit: --gamma-unit (paper 1: 1.99 absolute; paper 2: 1 lipschitz)")  # fmt: skip
-    p.add_argument("--gamma-unit", default="absolute", metavar="{absolute,lipschitz}",
-                   help="absolute: γ = GAMMA; lipschitz: γ = GAMMA / ‖AᵀA‖, computed per kernel on the image grid "
-                   "(default: %(default)s)")  # fmt: skip
-    p.add_argument("--x0", default="y", choices=["y", "adjoint"])
-    p.add_argument("--iters", type=int, default=300)
+    protocol_args(p, "bsd10")
     p.add_argument("--equivariance", default="none", choices=["none", "random", "mean"])
-    p.add_argument("--group", default="d4", help="d4, rotations, flips, shifts, or TURNS+shifts")
-    p.add_argument("--shift-range", type=int, nargs=2, default=[-64, 63], metavar=("LOW", "HIGH"))
-    p.add_argument("--seed", type=int, default=0, help="seed of the random group draws and Lipschitz estimates")
-    p.add_argument("--crop", type=int, help="centre crop size (quick CPU runs)")
-    p.add_argument("--clamp", default="both", choices=["both", "output", "none"],
-                   help="clip J's input and output (paper 1), the iterate only (paper 2), or nothing")  # fmt: skip
-    p.add_argument("--record-every", type=int, default=1)
     p.add_argument("--lipschitz-every", type=int, default=0, help="‖∂J‖ at J's input every N iterations (0: off)")
-    p.add_argument("--max-batch", type=int, default=16, help="images × kernels per batch")
     p.add_argument("--format", default="csv", choices=["csv", "parquet"], help="format of the records table")
     p.add_argument("--save-images", type=int, default=2, metavar="N", help="PNGs of the first N images")
-    p.add_argument("--device", default="auto")
-    _tf32_arg(p, False, "the restorations")
-    p.add_argument("--compile", default="none", choices=["none", "default", "reduce-overhead", "max-autotune", "eager"],
-                   help="torch.compile the denoiser (default: %(default)s)")  # fmt: skip
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False,
-                   help="NHWC weights and activations (default: %(default)s)")  # fmt: skip
-    p.add_argument("--root", help="data root (default: $LIPBENCH_DATA, else resources/data)")
     p.set_defaults(func=cmd_pnp)
+
+    p = sub.add_parser("tune-tv", help="the TV baseline: choose its weight on tuning images (not the test set)")
+    p.add_argument("--out", required=True, help="folder: model.pt (the tuned TV denoiser), tuning.csv")
+    protocol_args(p, "bsd400")
+    p.add_argument("--images", type=int, default=4, help="tune on the dataset's first N images (default: 4)")
+    p.add_argument("--test-dataset", default="bsd10", help="refuse tuning images that belong to it (default: bsd10)")
+    p.add_argument("--weights", type=float, nargs="+", required=True, metavar="W",
+                   help="prox weights w = γλ tried (a log grid; the best must lie inside it)")  # fmt: skip
+    p.add_argument("--refine", type=int, default=4, help="weights tried between the best one's neighbours")
+    p.add_argument("--prox-iters", type=int, default=100, help="FGP iterations per TV prox (default: 100)")
+    p.add_argument("--train-sigma", type=float, default=0.009,
+                   help="noise of its Lipschitz and denoising evaluations (default: 0.009)")  # fmt: skip
+    p.set_defaults(func=cmd_tune_tv)
 
     def evaluation_args(p: argparse.ArgumentParser, dataset: str, sigma: str, what: str) -> None:
         """The arguments `lipschitz` and `denoise` share: a checkpoint evaluated on noisy test images."""
@@ -351,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--records", nargs="+", required=True, help="records files of `lipbench pnp`")
     p.add_argument("--lipschitz", nargs="+", required=True, help="tables of `lipbench lipschitz`")
     p.add_argument("--denoise", nargs="*", default=[], help="tables of `lipbench denoise`")
+    p.add_argument("--tuning", nargs="*", default=[], help="tuning.csv of `lipbench tune-tv` (the TV baseline)")
     p.add_argument("--out", required=True, help="folder for the tables (CSV, Markdown, LaTeX) and results.csv")
     p.add_argument("--config-name", default="adhoc", help="recorded in the provenance columns")
     p.add_argument("--config-hash", default="", help="hash of the effective configuration (recorded)")

@@ -11,7 +11,7 @@ import pandas as pd
 from lipbench.errors import LipbenchError
 from lipbench.outputs import read_table
 
-KEYS = ["step", "lam", "method", "image", "kernel", "point", "operator", "element", "metric"]
+KEYS = ["step", "denoiser", "lam", "method", "image", "kernel", "point", "operator", "element", "metric"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "increases": Tolerance(2),
     "lip_J": Tolerance(0.01, relative=True),
     "lip2_Q": Tolerance(0.02, relative=True),
+    "tv_weight": Tolerance(1e-6, relative=True),  # chosen from a grid: any move is a different choice
 }
 
 

@@ -21,7 +21,7 @@ from lipbench.groups import D4, equivariant
 from lipbench.lipschitz import interpolate, linearize
 from lipbench.lipschitz.linearize import ReflectedLinearization
 from lipbench.lipschitz.power import power_iteration
-from lipbench.models import load_model, read_checkpoint
+from lipbench.models import denoiser_label, load_model, read_checkpoint
 from lipbench.observe import centre_crop
 from lipbench.precision import tf32
 from lipbench.seeding import derive_seed, generator
@@ -138,6 +138,7 @@ def _evaluate_lipschitz(settings: LipschitzSettings, root: str | None, device: s
                     )  # fmt: skip
     table = pd.DataFrame(rows)
     table.insert(0, "lam", payload.get("train_config", {}).get("lam", float("nan")))
+    table.insert(0, "denoiser", denoiser_label(payload))
     return table
 
 
@@ -172,6 +173,7 @@ def denoising_psnr(
             out = model(y[None].to(dev)).cpu()[0]
             rows.append({"image": i, "sigma": sigma, "psnr_noisy": psnr(y, x).item(), "psnr": psnr(out, x).item()})
     table = pd.DataFrame(rows)
-    table.insert(0, "lam", train_config.get("lam", float("nan")))
-    table.insert(1, "dataset", dataset)
+    table.insert(0, "denoiser", denoiser_label(payload))
+    table.insert(1, "lam", train_config.get("lam", float("nan")))
+    table.insert(2, "dataset", dataset)
     return table

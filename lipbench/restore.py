@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 import torch
+from torch import nn
 
 import lipbench
 from lipbench.data import image_ids, load_images, load_kernel
@@ -24,7 +25,7 @@ from lipbench.errors import LipbenchError
 from lipbench.groups import build_group, equivariant
 from lipbench.io import atomic_write
 from lipbench.metrics import BORDER, SSIM_MIN_SIDE, psnr, ssim
-from lipbench.models import load_model, read_checkpoint
+from lipbench.models import denoiser_label, load_model, read_checkpoint
 from lipbench.observe import centre_crop, observe
 from lipbench.outputs import save_png, write_json, write_table
 from lipbench.physics import Blur
@@ -54,6 +55,7 @@ class PnPSettings:
     shift_range: tuple[int, int] = (-64, 63)
     seed: int = 0
     crop: int | None = None
+    max_images: int | None = None  # the dataset's first N images only (e.g. TV's tuning images)
     clamp: str = "both"
     record_every: int = 1
     lipschitz_every: int = 0
@@ -83,6 +85,8 @@ class PnPSettings:
             )
         if self.iters < 1 or self.max_batch < 1 or self.record_every < 1:
             problems.append("iters, max_batch, record_every must be >= 1")
+        if self.max_images is not None and self.max_images < 1:
+            problems.append(f"max_images must be >= 1, got {self.max_images}")
         if not self.kernels:
             problems.append("give at least one kernel")
         if self.sigma < 0 or any(v < 0 for v in self.kernel_sigma.values()):
@@ -110,21 +114,33 @@ def _batches(shapes: list[tuple[int, ...]], jobs: list[tuple[int, str]], size: i
     return [group[i : i + size] for group in by_shape.values() for i in range(0, len(group), size)]
 
 
-def run_pnp(settings: PnPSettings, *, root: str | None = None, device: str = "auto") -> dict[str, Any]:
-    """Run the experiment; return ``records``, ``final`` (tables) and ``iterates`` (tensors)."""
+def run_pnp(
+    settings: PnPSettings, *, root: str | None = None, device: str = "auto", model: nn.Module | None = None
+) -> dict[str, Any]:
+    """Run the experiment; return ``records``, ``final`` (tables) and ``iterates`` (tensors).
+
+    The denoiser is ``settings.checkpoint``'s, or ``model`` when given (named by its registry
+    entry, λ NaN: e.g. a TV prox whose weight is being tuned)."""
+    dev = resolve_device(device)
     with tf32(settings.tf32):
-        return _run_pnp(settings, root, resolve_device(device))
+        if model is None:
+            payload = read_checkpoint(settings.checkpoint, map_location=dev)
+            model = load_model(settings.checkpoint, map_location=dev, payload=payload)
+            name, lam = denoiser_label(payload), payload.get("train_config", {}).get("lam", float("nan"))
+        else:
+            name, lam = type(model).__name__, float("nan")
+        return _run_pnp(settings, root, dev, model.to(dev).eval(), {"denoiser": name, "lam": lam})
 
 
-def _run_pnp(settings: PnPSettings, root: str | None, dev: torch.device) -> dict[str, Any]:
-    payload = read_checkpoint(settings.checkpoint, map_location=dev)
-    model = load_model(settings.checkpoint, map_location=dev, payload=payload)
+def _run_pnp(
+    settings: PnPSettings, root: str | None, dev: torch.device, model: nn.Module, coordinates: dict[str, Any]
+) -> dict[str, Any]:
     if settings.clamp == "both" and hasattr(model, "clamp"):
         model.clamp = True  # J's input and output clipped to [0, 1], as in PnP-MMO's test code
     model = to_channels_last(model, settings.channels_last)
     compiled = compile_denoiser(model, settings.compile)  # Lipschitz records use the plain model
-    ids = image_ids(settings.dataset, root)
-    images = load_images(settings.dataset, root)
+    ids = image_ids(settings.dataset, root)[: settings.max_images]
+    images = load_images(settings.dataset, root)[: settings.max_images]
     if settings.crop is not None:
         if not 13 <= settings.crop <= min(min(x.shape[-2:]) for x in images):
             raise LipbenchError(f"--crop {settings.crop} must lie between 13 and the smallest image side")
@@ -172,8 +188,7 @@ def _run_pnp(settings: PnPSettings, root: str | None, dev: torch.device) -> dict
                     "psnr_input": y_psnr[b].item(), "psnr": final_psnr[b].item(), "ssim": final_ssim[b].item(),
                 }
             )  # fmt: skip
-    lam = payload.get("train_config", {}).get("lam", float("nan"))
-    provenance = {"lam": lam, "method": settings.method, "dataset": settings.dataset, "seed": settings.seed}
+    provenance = {**coordinates, "method": settings.method, "dataset": settings.dataset, "seed": settings.seed}
     # dataset order, then the settings' kernel order, whatever the batching
     records_table = pd.concat(records, ignore_index=True).sort_values(["job", "iteration"], kind="stable")
     final = pd.DataFrame(finals).sort_values("job", kind="stable")

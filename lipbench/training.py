@@ -47,8 +47,9 @@ class TrainingError(LipbenchError):
 class TrainConfig:
     """Everything that determines a training run (recorded in every checkpoint)."""
 
-    model: str = "dncnn"
+    model: str = "dncnn"  # registered name or a user's ``module:factory`` (lipbench.models.registry)
     model_kwargs: dict[str, Any] = field(default_factory=lambda: {"depth": 20, "width": 64})
+    label: str | None = None  # the denoiser's name in the tables (default: ``model``)
     dataset: str = "bsd400"
     max_images: int | None = None
     patch_size: int = 40
@@ -159,6 +160,7 @@ def _payload(state: TrainState, config: TrainConfig) -> dict[str, Any]:
         "generator": state.generator.get_state(),
         "step": state.step,
         "train_config": config.to_dict(),
+        "label": config.label or config.model,
         "lipbench_version": lipbench.__version__,
         "torch_version": str(torch.__version__),
     }
@@ -168,7 +170,7 @@ def _resume_state(path: Path, config: TrainConfig, device: torch.device, out: Pa
     payload = read_checkpoint(path, map_location=device)
     saved = dict(payload.get("train_config", {}))
     current = config.to_dict()
-    changed = sorted(k for k in current if k != "steps" and saved.get(k) != current[k])
+    changed = sorted(k for k in current if k not in ("steps", "label") and saved.get(k) != current[k])
     if changed:
         raise TrainingError(
             f"cannot resume from {path}: it was trained with different {', '.join(changed)} "

@@ -19,6 +19,7 @@ def _records() -> pd.DataFrame:
         for k, c in enumerate(curve, start=1):
             rows.append(
                 {
+                    "denoiser": "dncnn",
                     "lam": 0.0,
                     "method": "pnp",
                     "image": image,
@@ -44,7 +45,8 @@ def test_convergence_statistics():
 def test_psnr_table_has_a_blurred_input_row():
     final = pd.DataFrame(
         {
-            "lam": [0.0, 0.0, 0.1, 0.1], "method": ["pnp"] * 4, "image": ["a", "b", "a", "b"], "kernel": ["k"] * 4,
+            "denoiser": "dncnn", "lam": [0.0, 0.0, 0.1, 0.1], "method": ["pnp"] * 4, "image": ["a", "b", "a", "b"],
+            "kernel": ["k"] * 4,
             "psnr": [30.0, 32.0, 31.0, 33.0], "psnr_best": [31.0, 33.0, 31.0, 33.0], "ssim": [0.8] * 4,
             "psnr_input": [20.0, 22.0, 20.0, 22.0],
         }
@@ -59,11 +61,11 @@ def test_psnr_table_has_a_blurred_input_row():
 def test_aggregate_writes_every_format(tmp_path):
     recs = _records()
     final = pd.DataFrame(
-        {"lam": [0.0, 0.0], "method": ["pnp"] * 2, "image": ["a", "b"], "kernel": ["levin1"] * 2,
+        {"denoiser": "dncnn", "lam": [0.0, 0.0], "method": ["pnp"] * 2, "image": ["a", "b"], "kernel": ["levin1"] * 2,
          "psnr": [25.0, 26.0], "psnr_best": [25.0, 26.0], "ssim": [0.7, 0.8], "psnr_input": [20.0, 21.0]}
     )  # fmt: skip
     lip = pd.DataFrame(
-        {"lam": [0.0, 0.0], "image": ["a", "a"], "point": ["noisy"] * 2, "operator": ["J", "J_G"],
+        {"denoiser": "dncnn", "lam": [0.0, 0.0], "image": ["a", "a"], "point": ["noisy"] * 2, "operator": ["J", "J_G"],
          "element": ["r0", "mean"], "lip_J": [1.1, 1.0], "lip2_Q": [1.3, 1.05]}
     )  # fmt: skip
     paths = {}
@@ -118,3 +120,60 @@ def test_missing_or_foreign_input_tables_give_one_error_naming_them(tmp_path, ca
         f"lipbench grid: error: table {foreign} lacks the column(s) ['element', 'lam', 'lip2_Q', 'operator'"
     )
     assert len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_every_denoiser_is_a_row_in_input_order_and_the_tv_choice_is_recorded(tmp_path):
+    """The λ grid, a certified denoiser (λ = 0 too) and TV (λ NaN) in one aggregation: NaN λ rows are
+    kept, the grid's rows sort by λ, the others follow in input order, and TV's weight is noted."""
+    coords = [("dncnn", 0.1), ("dncnn", 0.0), ("certified", 0.0), ("tv", math.nan)]
+    psnrs = {("dncnn", 0.1): 30.0, ("dncnn", 0.0): 31.0, ("certified", 0.0): 29.0, ("tv", math.nan): 27.0}
+    final = pd.DataFrame(
+        [{"denoiser": d, "lam": lam, "method": "pnp", "image": i, "kernel": "levin1", "psnr": psnrs[d, lam] + j,
+          "psnr_best": 0.0, "ssim": 0.5, "psnr_input": 20.0} for d, lam in coords for j, i in enumerate("ab")]
+    )  # fmt: skip
+    recs = pd.DataFrame(
+        [{"denoiser": d, "lam": lam, "method": "pnp", "image": i, "kernel": "levin1", "iteration": k, "c": c}
+         for d, lam in coords for i in "ab" for k, c in enumerate([1e-2, 1e-3], start=1)]
+    )  # fmt: skip
+    lip = pd.DataFrame(
+        [{"denoiser": d, "lam": lam, "image": "a", "point": "noisy", "operator": "J", "element": "r0", "lip_J": 1.0,
+          "lip2_Q": q} for (d, lam), q in zip(coords, [0.99, 2.5, 1.0, 0.97], strict=True)]
+    )  # fmt: skip
+    tuning = pd.DataFrame(
+        {"stage": ["grid", "refine", "grid"], "prox_weight": [1e-3, 2e-3, 1e-2], "psnr": [26.0, 26.5, 26.2],
+         "psnr_std": [1.0] * 3, "chosen": [False, True, False], "tuning_dataset": "bsd400", "tuning_images": "4"}
+    )  # fmt: skip
+    paths = {}
+    for name, table in {"final": final, "records": recs, "lip": lip, "tuning": tuning}.items():
+        paths[name] = tmp_path / f"{name}.csv"
+        table.to_csv(paths[name], index=False)
+    tables = aggregate(
+        [paths["final"]],
+        [paths["records"]],
+        [paths["lip"]],
+        tmp_path / "out",
+        provenance("t"),
+        tuning=[paths["tuning"]],
+    )
+    psnr = tables["psnr"]
+    assert list(zip(psnr.denoiser, psnr["lam"].fillna(-1), strict=True)) == [
+        ("dncnn", 0.0),
+        ("dncnn", 0.1),
+        ("certified", 0.0),
+        ("tv", -1),
+        ("none", -1),
+    ]
+    assert psnr.psnr.tolist() == [31.5, 30.5, 29.5, 27.5, 20.0]
+    lipschitz = tables["lipschitz"].set_index("denoiser").lip2_Q_max
+    assert lipschitz["tv"] == 0.97 and lipschitz["certified"] == 1.0
+    assert tables["convergence"].denoiser.tolist() == ["dncnn", "dncnn", "certified", "tv"]
+    note = (tmp_path / "out" / "psnr.md").read_text()
+    assert "TV: prox weight w = γλ = 0.002, chosen among 3 weights" in note and "4 images of bsd400" in note
+    assert tables["tv_tuning"].chosen.tolist() == [False, True, False]
+    results = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert results.loc[results.metric == "tv_weight", "value"].tolist() == [2e-3]
+    assert results[results.metric == "psnr"].groupby("denoiser").size().to_dict() == {
+        "certified": 2,
+        "dncnn": 4,
+        "tv": 2,
+    }

@@ -68,11 +68,16 @@ def test_ci_config_runs_end_to_end_and_reruns_only_what_code_changes_touch(tmp_p
     proc = _snakemake(workdir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     tables = workdir / "results" / "ci" / "tables"
-    for name in ("lipschitz", "psnr", "convergence", "denoising", "grid"):
+    for name in ("lipschitz", "psnr", "convergence", "denoising", "grid", "tv_tuning"):
         assert all((tables / f"{name}.{ext}").is_file() for ext in ("csv", "md", "tex"))
     lip = pd.read_csv(tables / "lipschitz.csv")
-    worst = lip[(lip.operator == "J") & (lip.point == "noisy")].set_index("lam").lip2_Q_max
+    plain = lip[(lip.operator == "J") & (lip.point == "noisy")]
+    worst = plain[plain.denoiser == "dncnn"].set_index("lam").lip2_Q_max
     assert worst.is_monotonic_decreasing and worst.iloc[-1] < worst.iloc[0]
+    # the talk's comparisons are rows of every table: certified (‖∂Q‖ ≤ 1 by construction) and TV
+    assert plain.set_index("denoiser").loc[["certified", "tv"], "lip2_Q_max"].max() <= 1 + 1e-4
+    for name in ("psnr", "convergence", "denoising", "lipschitz"):
+        assert {"dncnn", "certified", "tv"} <= set(pd.read_csv(tables / f"{name}.csv").denoiser)
     results = pd.read_csv(tables / "results.csv")
     assert {"git_commit", "lipbench_version", "torch_version", "device", "config_hash"} <= set(results.columns)
     figures = workdir / "results" / "ci" / "figures"
@@ -97,7 +102,9 @@ def test_ci_config_runs_end_to_end_and_reruns_only_what_code_changes_touch(tmp_p
         fh.write("\n# an edit\n")
     plan = _snakemake(workdir, "-n", "--quiet", "rules", env={"LIPBENCH_CODE_ROOT": str(code)})
     assert plan.returncode == 0, plan.stderr
-    assert _planned(plan.stdout + plan.stderr) == {"pnp": 4, "pnp_long": 2, "aggregate": 1, "figures": 1, "all": 1}
+    # TV's weight is chosen by PnP runs, so its tuning and its evaluations rerun too
+    expected = {"pnp": 7, "pnp_long": 2, "tune_tv": 1, "lipschitz": 1, "denoise": 1, "aggregate": 1, "figures": 1}
+    assert _planned(plan.stdout + plan.stderr) == {**expected, "all": 1}
 
 
 def _planned(text: str) -> dict[str, int]:
@@ -121,7 +128,10 @@ def test_slurm_profile_plans_the_paper_configuration(tmp_path):
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     lambdas, methods = len(paper["train"]["lambdas"]), len(paper["pnp"]["methods"])
     assert planned["train_base"] == 1 and planned["finetune"] == lambdas - 1
-    assert planned["pnp"] == lambdas * methods and planned["lipschitz"] == lambdas and planned["figures"] == 1
+    extra = len(paper["denoisers"])  # and TV: tuned once, one PGD run
+    assert planned["train_extra"] == extra and planned["tune_tv"] == 1
+    assert planned["pnp"] == (lambdas + extra) * methods + 1 and planned["lipschitz"] == lambdas + extra + 1
+    assert planned["figures"] == 1
     # the per-λ rules go as SLURM job arrays: each must exist and have several jobs to batch
     profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
     arrays = [rule.strip() for rule in profile["slurm-array-jobs"].split(",")]

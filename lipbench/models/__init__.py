@@ -1,16 +1,29 @@
-"""Denoisers: DnCNN and a registry so a user adds an architecture by name."""
+"""Denoisers (DnCNN, a certified 1-Lipschitz one, TV) and a registry, so a config names a model,
+or plugs in its own as ``module:factory``."""
 
-from lipbench.models.checkpoint import CheckpointError, load_model, read_checkpoint, save_checkpoint
+from lipbench.models.certified import CertifiedDenoiser
+from lipbench.models.checkpoint import (
+    CheckpointError,
+    denoiser_label,
+    load_model,
+    read_checkpoint,
+    save_checkpoint,
+)
 from lipbench.models.dncnn import DnCNN
-from lipbench.models.registry import MODELS, build, register
+from lipbench.models.registry import MODELS, build, register, resolve
+from lipbench.models.tv import TVDenoiser
 
 __all__ = [
     "MODELS",
+    "CertifiedDenoiser",
     "CheckpointError",
     "DnCNN",
+    "TVDenoiser",
     "build",
+    "denoiser_label",
     "load_model",
     "read_checkpoint",
     "register",
+    "resolve",
     "save_checkpoint",
 ]

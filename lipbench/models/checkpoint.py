@@ -39,6 +39,11 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     return payload
 
 
+def denoiser_label(payload: dict[str, Any]) -> str:
+    """The denoiser's name in the tables: the label it was trained under, else its model's name."""
+    return str(payload.get("label") or payload["model_config"]["name"])
+
+
 def load_model(
     path: str | os.PathLike[str], map_location: str | torch.device = "cpu", payload: dict[str, Any] | None = None
 ) -> nn.Module:

@@ -5,10 +5,11 @@ from lipbench.workflow import grid_args
 
 rule aggregate:
     input:
-        finals=expand(f"{OUT}/pnp/lam{{lam}}/{{method}}/final.csv", lam=LAMBDAS, method=METHODS),
-        records=expand(f"{OUT}/pnp/lam{{lam}}/{{method}}/records.csv", lam=LAMBDAS, method=METHODS),
-        lipschitz=expand(f"{OUT}/lipschitz/lam{{lam}}.csv", lam=LAMBDAS),
-        denoise=expand(f"{OUT}/denoise/lam{{lam}}.csv", lam=LAMBDAS),
+        finals=[f"{OUT}/pnp/{denoiser}/{method}/final.csv" for denoiser, method in PNP_RUNS],
+        records=[f"{OUT}/pnp/{denoiser}/{method}/records.csv" for denoiser, method in PNP_RUNS],
+        lipschitz=expand(f"{OUT}/lipschitz/{{denoiser}}.csv", denoiser=DENOISERS),
+        denoise=expand(f"{OUT}/denoise/{{denoiser}}.csv", denoiser=DENOISERS),
+        tuning=[f"{OUT}/models/tv/tuning.csv"] if config.get("tv") else [],
     output:
         [
             report(f"{OUT}/tables/{table}.csv", caption="../report/table.rst", category="Tables", labels={"table": table})
@@ -20,6 +21,7 @@ rule aggregate:
         f"{OUT}/logs/aggregate.log",
     params:
         folder=lambda wildcards, output: os.path.dirname(output[0]),
+        tuning=lambda wildcards, input: f"--tuning {input.tuning}" if input.tuning else "",
         name=config["name"],
         device=config["device"],
         config_hash=CONFIG_HASH,
@@ -28,7 +30,7 @@ rule aggregate:
         ENV
     shell:
         "lipbench aggregate --finals {input.finals} --records {input.records} --lipschitz {input.lipschitz}"
-        " --denoise {input.denoise}"
+        " --denoise {input.denoise} {params.tuning}"
         " --out {params.folder} --config-name {params.name} --device {params.device}"
         " --config-hash {params.config_hash} > {log} 2>&1"
 

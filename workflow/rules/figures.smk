@@ -3,10 +3,10 @@ import os
 
 rule figures:
     input:
-        finals=expand(f"{OUT}/pnp/lam{{lam}}/{{method}}/final.csv", lam=LAMBDAS, method=METHODS),
-        records=expand(f"{OUT}/pnp/lam{{lam}}/{{method}}/records.csv", lam=LAMBDAS, method=METHODS),
-        lipschitz=expand(f"{OUT}/lipschitz/lam{{lam}}.csv", lam=LAMBDAS),
-        long=[f"{OUT}/pnp-long/lam{lam}/{method}/records.csv" for lam, method in LONG_RUNS],
+        finals=[f"{OUT}/pnp/{denoiser}/{method}/final.csv" for denoiser, method in PNP_RUNS],
+        records=[f"{OUT}/pnp/{denoiser}/{method}/records.csv" for denoiser, method in PNP_RUNS],
+        lipschitz=expand(f"{OUT}/lipschitz/{{denoiser}}.csv", denoiser=DENOISERS),
+        long=[f"{OUT}/pnp-long/{denoiser}/{method}/records.csv" for denoiser, method in LONG_RUNS],
     output:
         pdf=expand(f"{OUT}/figures/{{figure}}.pdf", figure=FIGURES),
         png=[

@@ -3,13 +3,13 @@ from lipbench.workflow import denoise_args, lipschitz_args
 
 rule lipschitz:
     input:
-        f"{OUT}/models/lam{{lam}}/model.pt",
+        f"{OUT}/models/{{denoiser}}/model.pt",
     output:
-        f"{OUT}/lipschitz/lam{{lam}}.csv",
+        f"{OUT}/lipschitz/{{denoiser}}.csv",
     log:
-        f"{OUT}/logs/lipschitz/lam{{lam}}.log",
+        f"{OUT}/logs/lipschitz/{{denoiser}}.log",
     benchmark:
-        f"{OUT}/benchmarks/lipschitz/lam{{lam}}.tsv"
+        f"{OUT}/benchmarks/lipschitz/{{denoiser}}.tsv"
     params:
         args=lipschitz_args(config),
         code=code_hash("evaluate.py", "lipschitz", "groups.py", "observe.py", "outputs.py", *COMMON_CODE),
@@ -23,13 +23,13 @@ rule lipschitz:
 
 rule denoise:
     input:
-        f"{OUT}/models/lam{{lam}}/model.pt",
+        f"{OUT}/models/{{denoiser}}/model.pt",
     output:
-        f"{OUT}/denoise/lam{{lam}}.csv",
+        f"{OUT}/denoise/{{denoiser}}.csv",
     log:
-        f"{OUT}/logs/denoise/lam{{lam}}.log",
+        f"{OUT}/logs/denoise/{{denoiser}}.log",
     benchmark:
-        f"{OUT}/benchmarks/denoise/lam{{lam}}.tsv"
+        f"{OUT}/benchmarks/denoise/{{denoiser}}.tsv"
     params:
         args=denoise_args(config),
         code=code_hash("evaluate.py", "metrics.py", "outputs.py", *COMMON_CODE),

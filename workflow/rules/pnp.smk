@@ -5,14 +5,14 @@ from lipbench.workflow import pnp_args
 
 rule pnp:
     input:
-        f"{OUT}/models/lam{{lam}}/model.pt",
+        f"{OUT}/models/{{denoiser}}/model.pt",
     output:
-        final=f"{OUT}/pnp/lam{{lam}}/{{method}}/final.csv",
-        records=f"{OUT}/pnp/lam{{lam}}/{{method}}/records.csv",
+        final=f"{OUT}/pnp/{{denoiser}}/{{method}}/final.csv",
+        records=f"{OUT}/pnp/{{denoiser}}/{{method}}/records.csv",
     log:
-        f"{OUT}/logs/pnp/lam{{lam}}_{{method}}.log",
+        f"{OUT}/logs/pnp/{{denoiser}}_{{method}}.log",
     benchmark:
-        f"{OUT}/benchmarks/pnp/lam{{lam}}_{{method}}.tsv"
+        f"{OUT}/benchmarks/pnp/{{denoiser}}_{{method}}.tsv"
     params:
         folder=lambda wildcards, output: os.path.dirname(output.final),
         equivariance=lambda wildcards: EQUIVARIANCE[wildcards.method],
@@ -32,12 +32,12 @@ rule pnp:
 
 use rule pnp as pnp_long with:
     output:
-        final=f"{OUT}/pnp-long/lam{{lam}}/{{method}}/final.csv",
-        records=f"{OUT}/pnp-long/lam{{lam}}/{{method}}/records.csv",
+        final=f"{OUT}/pnp-long/{{denoiser}}/{{method}}/final.csv",
+        records=f"{OUT}/pnp-long/{{denoiser}}/{{method}}/records.csv",
     log:
-        f"{OUT}/logs/pnp-long/lam{{lam}}_{{method}}.log",
+        f"{OUT}/logs/pnp-long/{{denoiser}}_{{method}}.log",
     benchmark:
-        f"{OUT}/benchmarks/pnp-long/lam{{lam}}_{{method}}.tsv"
+        f"{OUT}/benchmarks/pnp-long/{{denoiser}}_{{method}}.tsv"
     params:
         folder=lambda wildcards, output: os.path.dirname(output.final),
         equivariance=lambda wildcards: EQUIVARIANCE[wildcards.method],

@@ -1,6 +1,6 @@
 import os
 
-from lipbench.workflow import base_args, finetune_args
+from lipbench.workflow import base_args, extra_args, finetune_args, tv_args
 
 
 rule train_base:
@@ -45,3 +45,51 @@ rule finetune:
         ENV
     shell:
         "lipbench train --out {params.folder} --lam {wildcards.lam} --init {input} {params.args} > {log} 2>&1"
+
+
+# the `denoisers` section: more denoisers (the certified one, a user's module:factory), from scratch
+rule train_extra:
+    input:
+        f"{OUT}/data/verified.txt",
+    output:
+        f"{OUT}/models/{{extra}}/model.pt",
+    log:
+        f"{OUT}/logs/train/{{extra}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/train/{{extra}}.tsv"
+    wildcard_constraints:
+        extra=alternatives(EXTRA),
+    params:
+        folder=lambda wildcards, output: os.path.dirname(output[0]),
+        args=lambda wildcards: extra_args(config, wildcards.extra),
+        code=code_hash("training.py", "lipschitz", *COMMON_CODE),
+    resources:
+        gpu=1,
+    conda:
+        ENV
+    shell:
+        "lipbench train --out {params.folder} {params.args} > {log} 2>&1"
+
+
+# the TV baseline: its weight chosen on tuning images (config tv.dataset), never the test set
+rule tune_tv:
+    input:
+        f"{OUT}/data/verified.txt",
+    output:
+        f"{OUT}/models/tv/model.pt",
+        f"{OUT}/models/tv/tuning.csv",
+    log:
+        f"{OUT}/logs/train/tv.log",
+    benchmark:
+        f"{OUT}/benchmarks/train/tv.tsv"
+    params:
+        folder=lambda wildcards, output: os.path.dirname(output[0]),
+        args=lambda wildcards: tv_args(config),
+        code=code_hash("baseline.py", "tv.py", "restore.py", "pnp.py", "physics.py", "metrics.py", "observe.py",
+                       "outputs.py", *COMMON_CODE),
+    resources:
+        gpu=1,
+    conda:
+        ENV
+    shell:
+        "lipbench tune-tv --out {params.folder} {params.args} > {log} 2>&1"

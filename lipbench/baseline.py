@@ -1,0 +1,103 @@
+"""The TV baseline: PGD with the prox of isotropic TV, its weight chosen on tuning images.
+
+PGD for ``min_x ½‖A x − y‖² + λ TV(x)`` is PnP-PGD with ``J = prox_{γλ TV}``, so the baseline
+runs through the same :func:`lipbench.restore.run_pnp` as every learned denoiser. Its one
+parameter, the prox weight ``w = γλ``, is chosen by grid search on images that are not the test
+set (by default the first images of BSD400), on the test protocol's kernels, noise and iterations:
+the weight with the best mean final PSNR over tuning images × kernels, then a finer log grid
+between its neighbours. The result is a checkpoint (``TVDenoiser`` with that weight) that every
+later step (PnP, Lipschitz, denoising) reads like a trained model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import lipbench
+from lipbench.errors import LipbenchError
+from lipbench.models import TVDenoiser, save_checkpoint
+from lipbench.outputs import write_table
+from lipbench.restore import PnPSettings, run_pnp
+
+LABEL = "tv"
+
+
+def _scores(settings: PnPSettings, weights: Sequence[float], prox_iters: int, stage: str, **run: Any) -> pd.DataFrame:
+    rows = []
+    for w in weights:
+        final = run_pnp(settings, model=TVDenoiser(weight=w, iters=prox_iters), **run)["final"]
+        rows.append({"stage": stage, "prox_weight": w, "psnr": final.psnr.mean(), "psnr_std": final.psnr.std()})
+    return pd.DataFrame(rows)
+
+
+def tune_tv(
+    settings: PnPSettings,
+    weights: Sequence[float],
+    *,
+    prox_iters: int = 100,
+    refine: int = 4,
+    root: str | None = None,
+    device: str = "auto",
+) -> pd.DataFrame:
+    """The mean final PSNR (over ``settings``' images × kernels) of TV-PGD at every prox weight of
+    ``weights`` (stage ``grid``), then at ``refine`` weights log-spaced strictly between the best
+    one's neighbours (stage ``refine``); column ``chosen`` marks the best of all. Raises
+    :class:`LipbenchError` when the best grid weight lies on the grid's edge (widen the grid)."""
+    grid = sorted(set(float(w) for w in weights))
+    if len(grid) < 3 or grid[0] <= 0:
+        raise LipbenchError(f"TV weights must be >= 3 distinct values > 0 (a log grid), got {list(weights)}")
+    run = {"root": root, "device": device}
+    table = _scores(settings, grid, prox_iters, "grid", **run)
+    best = int(table.psnr.idxmax())
+    if best in (0, len(grid) - 1):
+        side = "smallest" if best == 0 else "largest"
+        raise LipbenchError(
+            f"the best TV weight on the tuning images is the {side} of the grid ({grid[best]:g}, "
+            f"{table.psnr[best]:.2f} dB): extend tv.weights beyond it so the optimum lies inside"
+        )
+    if refine > 0:
+        inner = np.geomspace(grid[best - 1], grid[best + 1], refine + 2)[1:-1]
+        table = pd.concat([table, _scores(settings, inner.tolist(), prox_iters, "refine", **run)], ignore_index=True)
+    table["chosen"] = False
+    table.loc[table.psnr.idxmax(), "chosen"] = True
+    return table.sort_values("prox_weight", ignore_index=True)
+
+
+def chosen_weight(table: pd.DataFrame) -> float:
+    return float(table.loc[table.chosen, "prox_weight"].iloc[0])
+
+
+def write_tv(
+    table: pd.DataFrame, settings: PnPSettings, out: str | os.PathLike[str], *, prox_iters: int, train_sigma: float
+) -> Path:
+    """``out/model.pt`` (the tuned ``TVDenoiser``; ``train_sigma``: the noise level its Lipschitz
+    and denoising evaluations use, the learned denoisers' training noise) and ``out/tuning.csv``."""
+    out = Path(out)
+    weight = chosen_weight(table)
+    tuning = {
+        "dataset": settings.dataset, "images": settings.max_images, "kernels": list(settings.kernels),
+        "iters": settings.iters, "gamma": settings.gamma, "gamma_unit": settings.gamma_unit,
+    }  # fmt: skip
+    write_table(table.assign(**{f"tuning_{k}": str(v) for k, v in tuning.items()}), out / "tuning.csv")
+    payload = {
+        "model": {},
+        "model_config": {"name": LABEL, "weight": weight, "iters": prox_iters},
+        "label": LABEL,
+        "train_config": {"sigma": train_sigma, "lam": math.nan, "tv_tuning": tuning},
+        "lipbench_version": lipbench.__version__,
+    }
+    save_checkpoint(payload, out / "model.pt")
+    return out / "model.pt"
+
+
+def tuning_settings(settings: PnPSettings, images: int) -> PnPSettings:
+    """The test protocol on the tuning set: plain PGD (no equivariance), the first ``images``."""
+    return dataclasses.replace(settings, equivariance="none", max_images=images, checkpoint="")
