@@ -76,10 +76,11 @@ def labelled(table: pd.DataFrame) -> pd.DataFrame:
 
 def convergence(records: pd.DataFrame, out: Path) -> None:
     curves = labelled(records).groupby(["denoiser_label", "method", "iteration"], sort=False).c.median().reset_index()
+    curves = curves.rename(columns={"denoiser_label": "denoiser"})
     methods = list(dict.fromkeys(curves.method))
     fig, axes = _figure(COLUMN_WIDTH * len(methods), 2.6, len(methods), sharey=True, squeeze=False)
     for ax, method in zip(axes[0], methods, strict=True):
-        sns.lineplot(data=curves[curves.method == method], x="iteration", y="c", hue="denoiser_label", ax=ax)
+        sns.lineplot(data=curves[curves.method == method], x="iteration", y="c", hue="denoiser", ax=ax)
         ax.legend(title=None, fontsize="x-small")
         ax.set(yscale="log", title=method, xlabel="iteration k", ylabel=r"$c_k = \|x_k - x_{k-1}\| / \|x_0\|$")
     _save(fig, out, "convergence")
@@ -125,8 +126,9 @@ def tradeoff(final: pd.DataFrame, lip: pd.DataFrame, out: Path) -> None:
     worst = plain.groupby(["denoiser", "lam"], dropna=False).lip2_Q.max().rename("lip2_Q_max").reset_index()
     points = final.groupby(["denoiser", "lam", "method"], dropna=False).psnr.mean().reset_index()
     points = labelled(points.merge(worst, on=["denoiser", "lam"], how="left"))
+    points["denoiser"] = points.pop("denoiser_label")
     fig, ax = _figure(COLUMN_WIDTH, 2.4)
-    sns.scatterplot(data=points, x="lip2_Q_max", y="psnr", hue="denoiser_label", style="method", s=40, ax=ax)
+    sns.scatterplot(data=points, x="lip2_Q_max", y="psnr", hue="denoiser", style="method", s=40, ax=ax)
     ax.axvline(1.0, color="0.3", lw=0.8, ls="--")
     ax.set(xlabel=r"max $\|\partial Q\|^2$ (J, noisy inputs)", ylabel="final PSNR (dB)")
     ax.legend(fontsize="x-small", bbox_to_anchor=(1.02, 1), loc="upper left")

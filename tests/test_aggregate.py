@@ -177,3 +177,14 @@ def test_every_denoiser_is_a_row_in_input_order_and_the_tv_choice_is_recorded(tm
         "dncnn": 4,
         "tv": 2,
     }
+
+
+def test_figures_label_the_grid_by_lambda_and_other_denoisers_by_name():
+    from lipbench.figures import grid_denoiser, labelled
+
+    table = pd.DataFrame(
+        {"denoiser": ["tv", "dncnn", "certified", "dncnn", "dncnn"], "lam": [math.nan, 0.1, 0.0, 0.0, 1e-5]}
+    )
+    assert grid_denoiser(table) == "dncnn"
+    out = labelled(table)
+    assert out.denoiser_label.tolist() == ["dncnn λ=0", "dncnn λ=1e-05", "dncnn λ=0.1", "tv", "certified"]

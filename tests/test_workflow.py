@@ -51,6 +51,9 @@ def _ci() -> dict:
         (lambda c: c["pnp"].update(methods=["fancy"]), "'fancy' is not one of"),
         (lambda c: c["pnp"]["long_runs"].update(gamma_unit="relative"), "'relative' is not one of"),
         (lambda c: c.update(device="tpu"), "'tpu' does not match"),
+        (lambda c: c.update(denoisers={"lam1": {"model": {"name": "certified"}}}), "'lam1' does not match"),
+        (lambda c: c["denoisers"]["certified"]["model"].update(name="a b"), "'a b' does not match"),
+        (lambda c: c["tv"].update(weights=[1e-3, -1.0, 1e-2]), "-1.0 is less than or equal to the minimum of 0"),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, edit, message):
