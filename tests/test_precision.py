@@ -43,11 +43,11 @@ def test_reported_numbers_are_computed_without_tf32_unless_asked(monkeypatch, tm
     monkeypatch.setattr(restore, "_run_pnp", lambda *a: seen.setdefault("pnp", tf32_enabled()))
     monkeypatch.setattr(evaluate, "_evaluate_lipschitz", lambda *a: seen.setdefault("lip", tf32_enabled()))
     with tf32(True):  # even when the caller allowed it
-        run_pnp(PnPSettings(checkpoint="unused"), device="cpu")
+        run_pnp(PnPSettings(checkpoint="unused"), device="cpu", model=torch.nn.Identity())
         evaluate.evaluate_lipschitz(evaluate.LipschitzSettings(checkpoint="unused"), device="cpu")
     assert seen == {"pnp": False, "lip": False}
     seen.clear()
-    run_pnp(PnPSettings(checkpoint="unused", tf32=True), device="cpu")
+    run_pnp(PnPSettings(checkpoint="unused", tf32=True), device="cpu", model=torch.nn.Identity())
     assert seen == {"pnp": True}
 
 

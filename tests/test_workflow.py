@@ -78,7 +78,8 @@ def test_ci_config_runs_end_to_end_and_reruns_only_what_code_changes_touch(tmp_p
     worst = plain[plain.denoiser == "dncnn"].set_index("lam").lip2_Q_max
     assert worst.is_monotonic_decreasing and worst.iloc[-1] < worst.iloc[0]
     # the talk's comparisons are rows of every table: certified (‖∂Q‖ ≤ 1 by construction) and TV
-    assert plain.set_index("denoiser").loc[["certified", "tv"], "lip2_Q_max"].max() <= 1 + 1e-4
+    # (its prox truncated at 10 FGP iterations in ci is not firmly nonexpansive: measured, not asserted)
+    assert plain.set_index("denoiser").loc["certified", "lip2_Q_max"] <= 1 + 1e-4
     for name in ("psnr", "convergence", "denoising", "lipschitz"):
         assert {"dncnn", "certified", "tv"} <= set(pd.read_csv(tables / f"{name}.csv").denoiser)
     results = pd.read_csv(tables / "results.csv")
