@@ -75,7 +75,7 @@ def convergence_stats(records: pd.DataFrame) -> pd.DataFrame:
         )
 
     keys = ["denoiser", "lam", "method", "image", "kernel"]
-    return records.groupby(keys, sort=False, dropna=False)[["iteration", "c"]].apply(one).reset_index()
+    return records.groupby(keys, **ROWS)[["iteration", "c"]].apply(one).reset_index()
 
 
 def lipschitz_table(lip: pd.DataFrame) -> pd.DataFrame:

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lipbench.models.clamping import EvalClamped
 from lipbench.models.registry import register
 
 ACTIVATIONS = ("leaky_relu", "relu")
@@ -66,12 +67,12 @@ def _absolute_row_sums(weight: torch.Tensor) -> torch.Tensor:
     return gram_kernel(weight).abs().sum((-2, -1))
 
 
-def sll_scale(weight: torch.Tensor, log_q: torch.Tensor, halve: bool = False) -> torch.Tensor:
+def sll_scale(weight: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     """``t_i = Σ_j A_ij q_j / q_i + EPS`` of the SLL layer with ``C`` = ``weight``
-    (``T = diag(t) ⪰ C Cᵀ``). ``halve``: ``t / 2`` instead, which voids the guarantee (for tests)."""
+    (``T = diag(t) ⪰ C Cᵀ``)."""
     a = _absolute_row_sums(weight)
     t = (a * torch.exp(log_q[None, :] - log_q[:, None])).sum(1) + EPS
-    return t / 2 if halve else t
+    return t
 
 
 def aol_scale(weight: torch.Tensor, side: str = "in") -> torch.Tensor:
@@ -114,10 +115,9 @@ class SLLBlock(nn.Module):
         self.log_q = nn.Parameter(torch.zeros(width))
         self.gate = nn.Parameter(torch.tensor(math.log(GATE_INIT / (1 - GATE_INIT))))
         self.activation = activation
-        self.halve = False  # True voids the guarantee: tests check that it is then exceeded
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = 2 * torch.sigmoid(self.gate) / sll_scale(self.weight, self.log_q, self.halve)
+        scale = 2 * torch.sigmoid(self.gate) / sll_scale(self.weight, self.log_q)
         z = self.activation(F.conv2d(x, self.weight, self.bias, 1, KERNEL // 2))
         return x - _adjoint(z * scale[:, None, None], self.weight)
 
@@ -142,7 +142,7 @@ class AOLConv(nn.Module):
 
 
 @register("certified")
-class CertifiedDenoiser(nn.Module):
+class CertifiedDenoiser(EvalClamped):
     """``J(x) = (x + Q(x))/2`` with ``Q`` = lift → ``depth − 2`` SLL blocks → projection, each
     1-Lipschitz in ℓ2 for zero padding at any image size: J is firmly nonexpansive by construction.
 
@@ -183,11 +183,6 @@ class CertifiedDenoiser(nn.Module):
         self.project = AOLConv(width, channels, "out", bias)
         self.clamp = clamp
 
-    @property
-    def clamps(self) -> bool:
-        """Whether this call clamps input and output (eval mode with ``clamp=True``)."""
-        return self.clamp and not self.training
-
     def reflected(self, x: torch.Tensor) -> torch.Tensor:
         """``Q(x)``, 1-Lipschitz, never clamped."""
         h = self.lift(x)
@@ -195,8 +190,5 @@ class CertifiedDenoiser(nn.Module):
             h = block(h)
         return self.project(h)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.clamps:
-            x = x.clamp(0, 1)
-        out = (x + self.reflected(x)) / 2
-        return out.clamp(0, 1) if self.clamps else out
+    def denoise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x + self.reflected(x)) / 2

@@ -5,13 +5,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lipbench.models.clamping import EvalClamped
 from lipbench.models.registry import register
 
 ACTIVATIONS = ("leaky_relu", "relu")
 
 
 @register("dncnn")
-class DnCNN(nn.Module):
+class DnCNN(EvalClamped):
     """``depth`` 3×3 convolutions of ``width`` channels with an activation after all but the last.
 
     ``residual``: ``J(x) = x + R(x)`` (else ``J = R``). ``batchnorm`` adds BatchNorm2d after the
@@ -48,15 +49,6 @@ class DnCNN(nn.Module):
         self.residual = residual
         self.clamp = clamp
 
-    @property
-    def clamps(self) -> bool:
-        """Whether this call clamps input and output (eval mode with ``clamp=True``)."""
-        return self.clamp and not self.training
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.clamps:
-            x = x.clamp(0, 1)
+    def denoise(self, x: torch.Tensor) -> torch.Tensor:
         out = self.body(x)
-        if self.residual:
-            out = out + x
-        return out.clamp(0, 1) if self.clamps else out
+        return out + x if self.residual else out

@@ -6,14 +6,14 @@ import math
 from numbers import Real
 
 import torch
-from torch import nn
 
+from lipbench.models.clamping import EvalClamped
 from lipbench.models.registry import register
 from lipbench.tv import tv_prox
 
 
 @register("tv")
-class TVDenoiser(nn.Module):
+class TVDenoiser(EvalClamped):
     """The TV proximal operator ``x ↦ tv_prox(x, weight, iters)`` as a parameter-free denoiser.
 
     The proximal operator of a convex function is firmly nonexpansive (``‖Px − Py‖² ≤ ⟨Px − Py, x − y⟩``),
@@ -35,18 +35,10 @@ class TVDenoiser(nn.Module):
         self.clamp = clamp
         self.channels = channels
 
-    @property
-    def clamps(self) -> bool:
-        """Whether this call clamps input and output (eval mode with ``clamp=True``)."""
-        return self.clamp and not self.training
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def denoise(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.channels:
             raise ValueError(f"x must be B×{self.channels}×H×W, got shape {tuple(x.shape)}")
-        if self.clamps:
-            x = x.clamp(0, 1)
-        out = tv_prox(x, self.weight, self.iters)
-        return out.clamp(0, 1) if self.clamps else out
+        return tv_prox(x, self.weight, self.iters)
 
     def extra_repr(self) -> str:
         return f"weight={self.weight}, iters={self.iters}, clamp={self.clamp}, channels={self.channels}"
