@@ -177,6 +177,7 @@ def cmd_lipschitz(args: argparse.Namespace) -> int:
     settings = LipschitzSettings(
         checkpoint=args.checkpoint, dataset=args.dataset, crop=args.crop, sigma=args.sigma, points=tuple(args.points),
         pnp_final=args.pnp_final, max_iter=args.max_iter, tol=args.tol, seed=args.seed, tf32=args.tf32,
+        solver=args.solver,
     )  # fmt: skip
     table = evaluate_lipschitz(settings, root=args.root, device=args.device)
     path = write_table(table, args.out)
@@ -410,6 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pnp-final", help="final.pt of `lipbench pnp` (for --points pnp)")
     p.add_argument("--max-iter", type=int, default=500)
     p.add_argument("--tol", type=float, default=1e-4)
+    p.add_argument("--solver", default="lanczos", choices=["lanczos", "power"],
+                   help="Lanczos on JᵀJ (default) or power iteration (PnP-MMO's test_jacobian.py)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_lipschitz)
 

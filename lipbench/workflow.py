@@ -104,7 +104,9 @@ def finetune_args(config: dict[str, Any]) -> str:
 
 def pnp_args(config: dict[str, Any], long: bool = False, dataset: str | None = None) -> str:
     """Arguments of ``lipbench pnp``: the table runs with ``pnp``'s protocol keys (default paper 1's),
-    ``long`` the long runs with ``pnp.long_runs``' own (default paper 2's); the rest is shared.
+    ``long`` the long runs with ``pnp.long_runs``' own (default paper 2's), and their own ``kernels``
+    (default ``pnp.kernels``) and ``tf32`` (default off: TF32 was measured on 50 iterations, not 10 001);
+    the rest is shared.
     ``dataset``: another image set than ``pnp.dataset`` (TV's tuning images)."""
     p = config["pnp"]
     if long:
@@ -112,15 +114,16 @@ def pnp_args(config: dict[str, Any], long: bool = False, dataset: str | None = N
     else:
         run, defaults, every = p, TABLE_PROTOCOL, p.get("record_every", 1)
     protocol = {key: run.get(key, default) for key, default in defaults.items()}
+    kernels = (run.get("kernels") if long else None) or p["kernels"]
     args = [
-        f"--dataset {dataset or p.get('dataset', 'bsd10')} --kernels {' '.join(p['kernels'])}",
+        f"--dataset {dataset or p.get('dataset', 'bsd10')} --kernels {' '.join(kernels)}",
         f"--sigma {p.get('sigma', 0.01)}",
         f"--gamma {protocol['gamma']} --gamma-unit {protocol['gamma_unit']} --x0 {protocol['x0']}",
         f"--iters {run['iters']} --record-every {every} --group {protocol['group']}",
         f"--clamp {protocol['clamp']} --seed {p.get('seed', 0)} --device {config['device']}",
-        f"{flag('tf32', p.get('tf32', False))} --compile {p.get('compile', 'none')}",
+        f"{flag('tf32', run.get('tf32', False))} --compile {p.get('compile', 'none')}",
     ]
-    args += [f"--kernel-sigma {k}={v}" for k, v in p.get("kernel_sigma", {}).items()]
+    args += [f"--kernel-sigma {k}={v}" for k, v in p.get("kernel_sigma", {}).items() if k in kernels]
     if p.get("crop"):
         args.append(f"--crop {p['crop']}")
     return " ".join([*args, root_arg(config)]).strip()
@@ -130,8 +133,8 @@ def lipschitz_args(config: dict[str, Any]) -> str:
     q = config["lipschitz"]
     args = [
         f"--dataset {q.get('dataset', 'bsd10')} --points {' '.join(q.get('points', ['noisy', 'tilde']))}",
-        f"--tol {q.get('tol', 1e-4)} --max-iter {q.get('max_iter', 500)} --device {config['device']}",
-        flag("tf32", q.get("tf32", False)),
+        f"--tol {q.get('tol', 1e-4)} --max-iter {q.get('max_iter', 500)} --solver {q.get('solver', 'lanczos')}",
+        f"--device {config['device']} {flag('tf32', q.get('tf32', False))}",
     ]
     if q.get("crop"):
         args.append(f"--crop {q['crop']}")

@@ -143,6 +143,39 @@ def test_lipschitz_on_bsd10_crops_obeys_the_averaging_bound(tmp_path):
     assert (table.lip2_Q > 0).all() and table.sigma_noise.eq(0.009).all()
 
 
+@pytest.mark.parametrize("solver", ["lanczos", "power"])
+def test_spectral_norms_match_exact_svds_of_the_jacobians(solver):
+    """The evaluation's ‖∂J‖ and ‖∂Q‖² of J and of the group mean J_G, at tol 1e-4, against the
+    singular values of the dense Jacobians (3 noisy 12×12 BSD10 crops: 144×144 matrices).
+    Measured: Lanczos within 7e-4 of the exact σ (one ‖∂Q‖ sample converged to a lower singular
+    value), power iteration within 3e-3 (it creeps on clustered spectra); Lanczos in 14x fewer products."""
+    from lipbench.evaluate import LipschitzSettings, _norms
+    from lipbench.groups import D4, equivariant
+
+    torch.manual_seed(0)
+    model = DnCNN(depth=5, width=16).eval()
+    x = torch.stack([centre_crop(im, 12) for im in load_images("bsd10")[:3]])
+    x = x + 0.009 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    settings = LipschitzSettings(checkpoint="unused", tol=1e-4, max_iter=2000, solver=solver)
+    products = {}
+    for name, f in (("J", model), ("J_G", equivariant(model, D4(), "mean"))):
+        got = _norms(f, x, settings)
+        exact_j, exact_q = [], []
+        for xb in x.double():
+            jac = torch.autograd.functional.jacobian(lambda v: f.double()(v.view(1, *xb.shape)).flatten(), xb.flatten())  # noqa: B023
+            exact_j.append(torch.linalg.matrix_norm(jac, ord=2))
+            exact_q.append(torch.linalg.matrix_norm(2 * jac - torch.eye(len(jac), dtype=jac.dtype), ord=2))
+        f.float()
+        rtol = 1e-3 if solver == "lanczos" else 5e-3  # on σ: the issue's bound is 0.1 % for the solver used
+        torch.testing.assert_close(got["lip_J"].double(), torch.stack(exact_j), rtol=rtol, atol=0)
+        torch.testing.assert_close(got["lip2_Q"].double().sqrt(), torch.stack(exact_q), rtol=rtol, atol=0)
+        assert (got["lip_J"].double() <= torch.stack(exact_j) * (1 + 1e-5)).all()  # a lower bound (float32 aside)
+        assert got["converged"].all()
+        products[name] = (got["iterations_J"] + got["iterations_Q"]).sum().item()
+    # measured: Lanczos 240 products in all, power iteration 3401 (the cap, 2000 per sample, never reached)
+    assert sum(products.values()) < (400 if solver == "lanczos" else 6 * 2000)
+
+
 def test_lipschitz_at_pnp_iterates(tmp_path, tiny_checkpoint):
     assert main(["pnp", "--checkpoint", tiny_checkpoint, "--iters", "3", "--crop", "20", "--out", str(tmp_path)]) == 0
     out = tmp_path / "lip.parquet"

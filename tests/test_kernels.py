@@ -53,6 +53,13 @@ def test_gaussian_1_6_matches_irestnet_kernel(data_dir):
     assert torch.equal(load_kernel("gaussian", size=25, std=1.6), ours)
 
 
+def test_gaussian_1_0_is_paper_2s_9x9_kernel():
+    ours = load_kernel("gaussian_1_0").double()
+    r = torch.arange(9.0, dtype=torch.float64) - 4
+    expected = torch.exp(-(r[:, None] ** 2 + r[None] ** 2) / 2)  # std 1, 9×9 (Equivariant PnP's Gaussian blur)
+    torch.testing.assert_close(ours, expected / expected.sum(), rtol=1e-6, atol=1e-8)
+
+
 def test_square_7_is_pnp_mmo_square_7(data_dir):
     ref = scipy.io.loadmat(data_dir / "kernels" / "pnp_mmo_blur_models" / "square_7.mat")["blur"]
     np.testing.assert_allclose(load_kernel("square_7").numpy(), ref[9:16, 9:16], atol=1e-8)

@@ -7,7 +7,7 @@ odd square size, sum 1 within 1e-6 (checked in float64). Names:
   and transposed), else from ``kernels/pnp_mmo_blur_models/blur_<k>.mat`` (key ``blur``); both hold
   the same arrays, oriented as PnP-MMO's ``blur_<k>.mat``.
 * ``gaussian`` (``size``, ``std``), ``uniform`` (``size``); aliases ``gaussian_1_6`` (25×25, std 1.6,
-  the papers' kernel) and ``square_7`` (7×7 uniform).
+  paper 1's kernel), ``gaussian_1_0`` (9×9, std 1, paper 2's) and ``square_7`` (7×7 uniform).
 * a path to a ``.mat`` (``key``, default ``blur``) or ``.npy`` file.
 """
 
@@ -25,7 +25,8 @@ from lipbench.errors import KernelError
 LEVIN_FILE = Path("kernels") / "Levin09.mat"
 PNP_MMO_DIR = Path("kernels") / "pnp_mmo_blur_models"
 LEVIN_NAMES = tuple(f"levin{k}" for k in range(1, 9))
-KERNEL_NAMES = (*LEVIN_NAMES, "gaussian", "uniform", "gaussian_1_6", "square_7")
+GAUSSIAN_ALIASES = {"gaussian_1_6": (25, 1.6), "gaussian_1_0": (9, 1.0)}  # name: (size, std)
+KERNEL_NAMES = (*LEVIN_NAMES, "gaussian", "uniform", *GAUSSIAN_ALIASES, "square_7")
 SUM_TOL = 1e-6
 
 
@@ -116,8 +117,8 @@ def load_kernel(
         return validate_kernel(array, source)
     if text == "gaussian":
         return gaussian_kernel(25 if size is None else size, 1.6 if std is None else std)
-    if text == "gaussian_1_6":
-        return gaussian_kernel(25, 1.6)
+    if text in GAUSSIAN_ALIASES:
+        return gaussian_kernel(*GAUSSIAN_ALIASES[text])
     if text == "uniform":
         return uniform_kernel(7 if size is None else size)
     if text == "square_7":
