@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU measurement run behind docs/performance.md (about 5 minutes on one H100; no network):
+# The GPU measurement run behind docs/performance.md (about 13 minutes on one H100; no network):
 #
 #   OUT=benchmarks/results/<name> LIPBENCH_DATA=/path/to/data bash benchmarks/gpu.sh
 #
@@ -7,7 +7,9 @@
 #    closed-form PnP fixed points, exact equivariance, no host synchronisation in the PnP loop);
 # 2. the benchmark suite on CUDA (pytest-benchmark JSON, ratios measured side by side);
 # 3. benchmarks/gpu_measure.py: the GPU options (TF32, bf16, channels_last, cuDNN autotuning,
-#    torch.compile, pinned memory) and a timed slice of config/paper.yaml with its extrapolation.
+#    torch.compile, pinned memory) and a timed slice of config/paper.yaml with its extrapolation;
+# 4. config/gpu-slice.yaml end to end through Snakemake (needs snakemake importable by $PYTHON), its
+#    tables, figures, logs and wall time copied to $OUT (commit them under results/gpu-slice/).
 #
 # It installs nothing: lipbench runs from this checkout (PYTHONPATH) with the python3 that holds a
 # CUDA torch and lipbench's dependencies (pytest-benchmark included). Exit status: non-zero if any
@@ -34,7 +36,7 @@ if [[ $DEVICE != cpu ]]; then
     "$PY" -c "import torch; assert torch.cuda.is_available(), 'CUDA is not available'" || exit 1
 fi
 
-PARTS="${PARTS:-tests bench measure}"  # a subset reruns only those parts
+PARTS="${PARTS:-tests bench measure slice}"  # a subset reruns only those parts
 echo "== [$((SECONDS - start)) s] CUDA correctness tests"
 if [[ $PARTS == *tests* ]]; then
     LIPBENCH_TEST_DEVICE=$DEVICE "$PY" -m pytest -q -p no:cacheprovider tests/test_lipschitz.py tests/test_pnp.py \
@@ -53,6 +55,20 @@ if [[ $PARTS == *measure* ]]; then
     # shellcheck disable=SC2086
     "$PY" benchmarks/gpu_measure.py "${measure[@]}" ${MEASURE_ARGS:-} --out "$OUT" \
         --budget-s "${MEASURE_BUDGET_S:-240}" 2>&1 | tee "$OUT/gpu-measure.log" || status=1
+fi
+
+echo "== [$((SECONDS - start)) s] config/gpu-slice.yaml end to end (budget 480 s)"
+if [[ $PARTS == *slice* && $DEVICE != cpu ]]; then  # on a CPU, tests/test_workflow.py runs it at toy sizes
+    shim=$(mktemp -d)  # the rules call `lipbench`: this checkout's, through this python
+    printf '#!/bin/sh\nexec "%s" -m lipbench.cli "$@"\n' "$PY" > "$shim/lipbench" && chmod +x "$shim/lipbench"
+    rm -rf results/gpu-slice
+    t0=$SECONDS
+    PATH="$shim:$PATH" "$PY" -m snakemake --cores all --configfile config/gpu-slice.yaml 2>&1 \
+        | tee "$OUT/gpu-slice-snakemake.log" || status=1
+    wall=$((SECONDS - t0))
+    echo "config/gpu-slice.yaml: ${wall} s end to end (budget 480 s)" | tee "$OUT/gpu-slice-wall.txt"
+    (( wall <= 480 )) || status=1
+    mkdir -p "$OUT/gpu-slice" && cp -r results/gpu-slice/{tables,figures,logs,benchmarks} "$OUT/gpu-slice/" || status=1
 fi
 
 echo "== [$((SECONDS - start)) s] done (status $status); files in $OUT"

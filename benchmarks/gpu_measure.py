@@ -250,6 +250,16 @@ def precision_effects(sizes: Sizes, device: torch.device, root: str | None) -> d
                 out[f"{name}_iterations"] = sn.steps.tolist()
                 out[f"{name}_iteration_s"] = seconds / sn.iterations
         out[f"{name}_tf32_rel_diff"] = (sigmas[True] / sigmas[False] - 1).abs().max().item()
+        g = torch.Generator().manual_seed(1)  # the evaluation's default solver, same start vectors
+        seconds, sn = _seconds(
+            lambda: spectral_norm(f, x, max_iter=paper["lipschitz"]["max_iter"], tol=paper["lipschitz"]["tol"],  # noqa: B023
+                                  generator=g, solver="lanczos"),  # noqa: B023
+            device,
+        )  # fmt: skip
+        out[f"{name}_lanczos_sigma"] = sn.sigma.double().cpu().tolist()
+        out[f"{name}_lanczos_iterations"] = sn.steps.tolist()
+        out[f"{name}_lanczos_iteration_s"] = seconds / sn.iterations
+        out[f"{name}_lanczos_rel_diff"] = (sn.sigma.double().cpu() / sigmas[False] - 1).abs().max().item()
     patches = PatchSampler(load_images("bsd400", root)[:50], sizes.patch, sizes.batch,
                            generator=torch.Generator().manual_seed(2)).sample().to(device)  # fmt: skip
     y = patches + 0.009 * torch.randn(patches.shape, generator=torch.Generator().manual_seed(3)).to(device)
@@ -342,7 +352,14 @@ def paper_slice(sizes: Sizes, device: torch.device, root: str | None, work: Path
         g = torch.Generator().manual_seed(1)
         with tf32(allow):
             seconds, sn = _seconds(
-                lambda: spectral_norm(Reflected(model), x, max_iter=lip["max_iter"], tol=lip["tol"], generator=g),  # noqa: B023
+                lambda: spectral_norm(
+                    Reflected(model),
+                    x,
+                    max_iter=lip["max_iter"],
+                    tol=lip["tol"],
+                    generator=g,  # noqa: B023
+                    solver=lip.get("solver", "lanczos"),
+                ),
                 device,
             )
         norms[allow] = sn
@@ -363,13 +380,20 @@ def extrapolate(paper: dict[str, Any], unit: dict[str, float], effects: dict[str
     adds the FLOP-count estimate). Power-iteration counts and step costs come from ``precision_effects``
     (a DnCNN whose Jacobian is far from the identity) when it ran, else from the slice's barely trained
     model."""
-    if effects and "J_iterations" in effects:
-        iterations, per_image = paper_estimate.lipschitz_unit(effects)
+    solver = paper["lipschitz"].get("solver", "lanczos")
+    if effects and f"J_{solver}_iterations" in effects:
+        iterations, per_image = paper_estimate.lipschitz_unit(effects, solver)
     else:
         iterations, per_image = unit["lipschitz_iterations_to_tol"], unit["lipschitz_iteration_s"]
-    stages = paper_estimate.from_slice(paper, {**unit, "lipschitz_image_iteration_s": per_image}, iterations)
+    speedup = unit["pnp_standard_iteration_s"] / unit["pnp_standard-tf32_iteration_s"]
+    work = paper_estimate.jobs(paper, {**unit, "lipschitz_image_iteration_s": per_image,
+                                       "pnp_tf32_speedup": speedup}, iterations)  # fmt: skip
+    stages = paper_estimate.from_slice(paper, {**unit, "lipschitz_image_iteration_s": per_image,
+                                               "pnp_tf32_speedup": speedup}, iterations)  # fmt: skip
+    per_lambda = len(paper["train"]["lambdas"]) + len(paper.get("denoisers", {}))
     return {"lipschitz_iterations": iterations, "stages_s": stages, "total_s": sum(stages.values()),
-            "dominant": max(stages, key=stages.get)}  # fmt: skip
+            "dominant": max(stages, key=stages.get), "pnp_tf32_speedup": speedup,
+            "plan_s": {g: paper_estimate.plan(work, g).makespan_s for g in (1, 2, 4, per_lambda)}}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -142,6 +142,43 @@ def test_slurm_profile_plans_the_paper_configuration(tmp_path):
     assert {"finetune", "pnp", "lipschitz"} <= set(arrays) and all(planned.get(r, 0) > 1 for r in arrays)
 
 
+def _tiny(config: dict) -> dict:
+    """``config`` at toy sizes on the CPU, its structure kept: the same λ count, methods, kernels,
+    long runs and evaluations; a 3-layer net, a few steps and iterations, small crops."""
+    t, p, lip = config["train"], config["pnp"], config["lipschitz"]
+    t.update(max_images=8, batch_size=4, patch_size=24, base_steps=4, finetune_steps=2, power_iters=2)
+    t.update(refine_iters=3)
+    p.update(crop=32, iters=30)  # as ci's: TV's best weight lies inside its grid there
+    p["long_runs"].update(iters=4, record_every=2)
+    config["tv"] = _ci()["tv"]
+    config["denoise"]["crop"] = 32
+    lip.update(crop=16, tol=1e-2, max_iter=20)
+    return {**config, "device": "cpu", "model": {"depth": 3, "width": 8}}
+
+
+def test_gpu_slice_is_the_paper_protocol_shortened_and_runs_at_tiny_size_on_cpu(tmp_path):
+    """config/gpu-slice.yaml (run on a lent GPU by benchmarks/gpu.sh): the paper's model, PnP protocol,
+    full BSD10 images and kernels, planned as a dry run, then run end to end at toy sizes."""
+    gpu, paper = (yaml.safe_load((REPO / "config" / f"{n}.yaml").read_text()) for n in ("gpu-slice", "paper"))
+    assert gpu["model"] == paper["model"] and 2 <= len(gpu["train"]["lambdas"]) <= 3
+    same = ["dataset", "kernels", "sigma", "kernel_sigma", "gamma", "gamma_unit", "x0", "group", "clamp", "tf32"]
+    assert {k: gpu["pnp"][k] for k in same} == {k: paper["pnp"][k] for k in same} and "crop" not in gpu["pnp"]
+    assert gpu["pnp"]["long_runs"]["kernels"] == paper["pnp"]["long_runs"]["kernels"]
+    assert gpu["train"]["base_steps"] < paper["train"]["base_steps"] / 10
+    workdir = _workdir(tmp_path, gpu)
+    plan = _snakemake(workdir, "-n", "--quiet", "rules")
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    assert _planned(plan.stdout + plan.stderr)["pnp"] == 2 * 2 + 1  # 2 λ × 2 methods, TV once
+    workdir = _workdir(tmp_path / "tiny", _tiny(gpu))
+    run = _snakemake(workdir)
+    assert run.returncode == 0, run.stderr[-3000:]
+    psnr = pd.read_csv(workdir / "results" / "gpu-slice" / "tables" / "psnr.csv")
+    assert set(psnr.kernel) == set(gpu["pnp"]["kernels"])
+    assert set(psnr.method) == {"pnp", "equivariant-random", "blurred input"}
+    long = pd.read_csv(workdir / "results" / "gpu-slice" / "pnp-long" / "lam0" / "random" / "final.csv")
+    assert set(long.kernel) == {"levin1", "gaussian_1_0"} and len(long) == 10 * 2
+
+
 def test_a_configfile_replaces_the_quick_default_instead_of_inheriting_its_keys(tmp_path):
     # Snakemake merges --configfile into a `configfile:` directive's config: the paper run used to
     # inherit the quick run's crops and image cap
@@ -204,10 +241,14 @@ def test_long_runs_follow_paper_2_and_the_tables_paper_1(name):
     assert [getattr(table, k) for k in protocol] == [1.99, "absolute", "y", "d4", "both"]  # paper 1
     assert [getattr(long, k) for k in protocol] == [1.0, "lipschitz", "adjoint", "rotations", "output"]  # paper 2
     assert (table.iters, long.iters) == (config["pnp"]["iters"], config["pnp"]["long_runs"]["iters"])
-    shared = ["dataset", "kernels", "sigma", "kernel_sigma", "crop", "seed", "device", "tf32", "compile", "root"]
+    shared = ["dataset", "sigma", "crop", "seed", "device", "compile", "root"]
     assert [getattr(table, k) for k in shared] == [getattr(long, k) for k in shared]
-    if name == "paper":  # paper 1 tests with 300 iterations, paper 2 runs 10 001
+    assert long.kernels == config["pnp"]["long_runs"].get("kernels", table.kernels)
+    assert long.kernel_sigma == [ks for ks in table.kernel_sigma if ks.split("=")[0] in long.kernels]
+    assert (table.tf32, long.tf32) == (config["pnp"].get("tf32", False), config["pnp"]["long_runs"].get("tf32", False))
+    if name == "paper":  # paper 1 tests with 300 iterations on 9 kernels; paper 2 runs 10 001 on its 2
         assert (table.iters, long.iters) == (300, 10001)
+        assert (len(table.kernels), long.kernels) == (9, ["levin1", "gaussian_1_0"])
 
 
 def test_protocol_defaults_are_the_papers_and_the_schemas():
