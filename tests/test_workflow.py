@@ -136,10 +136,10 @@ def test_slurm_profile_plans_the_paper_configuration(tmp_path):
     assert planned["train_extra"] == extra and planned["tune_tv"] == 1
     assert planned["pnp"] == (lambdas + extra) * methods + 1 and planned["lipschitz"] == lambdas + extra + 1
     assert planned["figures"] == 1
-    # the per-λ rules go as SLURM job arrays: each must exist and have several jobs to batch
-    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
-    arrays = [rule.strip() for rule in profile["slurm-array-jobs"].split(",")]
-    assert {"finetune", "pnp", "lipschitz"} <= set(arrays) and all(planned.get(r, 0) > 1 for r in arrays)
+    # no job arrays (they hang with plugin 2.8.0), and job status by squeue (no accounting needed)
+    for name in ("slurm", "slurm-ci"):
+        profile = yaml.safe_load((REPO / "profiles" / name / "config.yaml").read_text())
+        assert "slurm-array-jobs" not in profile and profile["slurm-status-command"] == "squeue"
 
 
 def _tiny(config: dict) -> dict:

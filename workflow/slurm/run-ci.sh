@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The ci configuration end to end through a real one-node SLURM cluster (issue 14): start the local
+# cluster, run the workflow with profiles/slurm-ci into results/ci-slurm (results/ci and results/quick
+# are left alone), compare with the golden table, check that a rerun finds nothing to do; the cluster
+# is stopped whatever happens. Needs root (apt-get, /etc/slurm), the venv active, LIPBENCH_DATA set.
+#   bash workflow/slurm/run-ci.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+NAME=${LIPBENCH_SLURM_NAME:-ci-slurm} # results/<NAME>
+LIMIT_S=${LIPBENCH_SLURM_TIMEOUT_S:-900}
+CLUSTER=workflow/slurm/local-cluster.sh
+
+die() {
+	echo "run-ci.sh: $*" >&2
+	exit 1
+}
+for cmd in snakemake lipbench; do
+	# the jobs get this environment (the plugin submits with --export=ALL): lipbench must be on PATH
+	command -v "$cmd" >/dev/null || die "$cmd is not on PATH: activate the virtual environment"
+done
+[[ -d ${LIPBENCH_DATA:-} ]] || die "LIPBENCH_DATA must name the data folder"
+[[ $NAME =~ ^[A-Za-z0-9_-]+$ && $NAME != quick ]] || die "LIPBENCH_SLURM_NAME=$NAME: not a results/ folder to replace"
+LIPBENCH_DATA=$(cd "$LIPBENCH_DATA" && pwd)
+export LIPBENCH_DATA
+
+smk=(snakemake --profile profiles/slurm-ci --configfile config/ci.yaml --config "name=$NAME")
+trap '"$CLUSTER" stop' EXIT
+# snakemake runs in the background, so that a signal is handled at once: SIGINT makes snakemake cancel
+# its jobs and drop its locks (timeout passes it on, and kills it 30 s later); then the cluster stops.
+trap 'if [[ -n ${SMK:-} ]]; then kill -INT "$SMK" 2>/dev/null; wait "$SMK" || true; fi; exit 143' INT TERM
+"$CLUSTER" start
+
+rm -rf "results/$NAME"
+t0=$SECONDS
+# hard limit: a lost job makes snakemake wait forever, deaf to SIGTERM; hence -k (SIGKILL 30 s later)
+timeout -k 30 "$LIMIT_S" "${smk[@]}" --quiet &
+SMK=$!
+wait "$SMK" || die "the workflow failed or ran past ${LIMIT_S} s"
+SMK=
+echo "run-ci.sh: workflow through SLURM in $((SECONDS - t0)) s"
+lipbench compare tests/golden/ci/results.csv "results/$NAME/tables/results.csv"
+rerun=$(timeout -k 10 120 "${smk[@]}" 2>&1) || die "the rerun failed: $rerun"
+grep -q "Nothing to be done" <<<"$rerun" || die "the rerun found work to do: $rerun"
+echo "run-ci.sh: passed (golden table matched, rerun had nothing to do) in $((SECONDS - t0)) s"
