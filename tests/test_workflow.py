@@ -66,6 +66,7 @@ def test_bad_config_stops_before_any_job(tmp_path, edit, message):
     assert not (workdir / "results").exists()
 
 
+@pytest.mark.workflow
 def test_ci_config_runs_end_to_end_and_reruns_only_what_code_changes_touch(tmp_path):
     workdir = _workdir(tmp_path / "run")
     proc = _snakemake(workdir)
@@ -156,6 +157,7 @@ def _tiny(config: dict) -> dict:
     return {**config, "device": "cpu", "model": {"depth": 3, "width": 8}}
 
 
+@pytest.mark.workflow
 def test_gpu_slice_is_the_paper_protocol_shortened_and_runs_at_tiny_size_on_cpu(tmp_path):
     """config/gpu-slice.yaml (run on a lent GPU by benchmarks/gpu.sh): the paper's model, PnP protocol,
     full BSD10 images and kernels, planned as a dry run, then run end to end at toy sizes."""
