@@ -42,7 +42,7 @@ import paper_estimate
 import lipbench.training
 from lipbench.data import PatchSampler, load_images, load_kernel
 from lipbench.device import compile_denoiser, resolve_device
-from lipbench.evaluate import denoising_psnr
+from lipbench.evaluate import DenoiseSettings, denoising_psnr
 from lipbench.io import atomic_write
 from lipbench.lipschitz import Reflected, spectral_norm
 from lipbench.models import DnCNN
@@ -368,8 +368,8 @@ def paper_slice(sizes: Sizes, device: torch.device, root: str | None, work: Path
             out["lipschitz_iterations_to_tol"] = sn.iterations
     out["sigma2_Q"] = norms[False].sigma.square().item()
     out["tf32_sigma_rel_diff"] = abs(norms[True].sigma.item() / norms[False].sigma.item() - 1)
-    seconds, _ = _seconds(lambda: denoising_psnr(str(model_path), "bsd68", root=root, device=str(device),
-                                                 crop=sizes.crop), device)  # fmt: skip
+    settings = DenoiseSettings(str(model_path), "bsd68", crop=sizes.crop)
+    seconds, _ = _seconds(lambda: denoising_psnr(settings, root=root, device=str(device)), device)
     out["denoise_bsd68_s"] = seconds
     out["extrapolation"] = extrapolate(paper, out, report.data.get("precision_effects"))
     return out

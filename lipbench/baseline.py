@@ -15,6 +15,7 @@ import dataclasses
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,34 @@ import pandas as pd
 import lipbench
 from lipbench.errors import LipbenchError
 from lipbench.models import TVDenoiser, save_checkpoint
+from lipbench.options import check, default_of, option
 from lipbench.outputs import write_table
 from lipbench.restore import PnPSettings, run_pnp
+from lipbench.training import TrainConfig
 
 LABEL = "tv"
+
+
+@dataclass(frozen=True)
+class TuningSettings:
+    """How TV's weight is chosen (``lipbench tune-tv``'s own options; the protocol's are
+    :class:`~lipbench.restore.PnPSettings`')."""
+
+    weights: tuple[float, ...] = option(
+        metavar="W", above=0, help="prox weights w = γλ tried (a log grid; the best must lie inside it)"
+    )
+    images: int = option(4, minimum=1, help="tune on the dataset's first N images")
+    test_dataset: str = option("bsd10", help="refuse tuning images that belong to it")
+    refine: int = option(4, minimum=0, help="weights tried between the best one's neighbours")
+    prox_iters: int = option(100, minimum=1, help="FGP iterations per TV prox")
+    train_sigma: float = option(
+        default_of(TrainConfig, "sigma"),
+        above=0,
+        help="noise of its Lipschitz and denoising evaluations (the training noise)",
+    )
+
+    def __post_init__(self) -> None:
+        check(self, "TV tuning settings")
 
 
 def _scores(settings: PnPSettings, weights: Sequence[float], prox_iters: int, stage: str, **run: Any) -> pd.DataFrame:
@@ -42,8 +67,8 @@ def tune_tv(
     settings: PnPSettings,
     weights: Sequence[float],
     *,
-    prox_iters: int = 100,
-    refine: int = 4,
+    prox_iters: int = default_of(TuningSettings, "prox_iters"),
+    refine: int = default_of(TuningSettings, "refine"),
     root: str | None = None,
     device: str = "auto",
 ) -> pd.DataFrame:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lipbench import __version__
 from lipbench.errors import LipbenchError
-
-COMPILE_CHOICES = ["none", "default", "reduce-overhead", "max-autotune", "eager"]
+from lipbench.options import add_options, from_args
 
 if TYPE_CHECKING:
     from lipbench.restore import PnPSettings
@@ -95,16 +95,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         model_kwargs = {"depth": args.depth, "width": args.width, "activation": args.activation}
         model_kwargs["bias"] = not args.no_bias
-    config = TrainConfig(
-        model=args.model, model_kwargs=model_kwargs, label=args.label, dataset=args.dataset, max_images=args.max_images,
-        patch_size=args.patch_size, batch_size=args.batch_size, steps=args.steps, lr=args.lr, lr_step=args.lr_step,
-        lr_gamma=args.lr_gamma, clip=args.clip or None, sigma=args.sigma, loss=args.loss, lam=args.lam, eps=args.eps,
-        power_iters=args.power_iters, power_tol=args.power_tol, reduction=args.reduction, seed=args.seed,
-        penalty_solver=args.penalty_solver, refine=args.refine, refine_iters=args.refine_iters,
-        refine_tol=args.refine_tol, probe_size=args.probe_size, probe_every=args.probe_every,
-        checkpoint_every=args.checkpoint_every, init=args.init, tf32=args.tf32, amp=args.amp,
-        channels_last=args.channels_last,
-    )  # fmt: skip
+    config = from_args(TrainConfig, args, model_kwargs=model_kwargs)
     path = train(config, args.out, resume=args.resume, device=args.device, root=args.root, progress=not args.quiet)
     print(f"wrote {path}")
     return 0
@@ -124,24 +115,18 @@ def _kernel_sigmas(pairs: Sequence[str]) -> dict[str, float]:
 
 
 def _protocol(args: argparse.Namespace, **settings: Any) -> PnPSettings:
-    """The :class:`PnPSettings` of ``protocol_args``' options (and ``settings``)."""
+    """The :class:`PnPSettings` of the parsed options (and ``settings``)."""
     from lipbench.restore import PnPSettings
 
-    return PnPSettings(
-        dataset=args.dataset, kernels=tuple(args.kernels), sigma=args.sigma,
-        kernel_sigma=_kernel_sigmas(args.kernel_sigma), gamma=args.gamma, gamma_unit=args.gamma_unit, x0=args.x0,
-        iters=args.iters, group=args.group, shift_range=tuple(args.shift_range), seed=args.seed, crop=args.crop,
-        clamp=args.clamp, record_every=args.record_every, max_batch=args.max_batch, tf32=args.tf32,
-        compile=args.compile, channels_last=args.channels_last, **settings,
-    )  # fmt: skip
+    return from_args(PnPSettings, args, kernel_sigma=_kernel_sigmas(args.kernel_sigma), **settings)
 
 
 def cmd_pnp(args: argparse.Namespace) -> int:
-    from lipbench.restore import run_pnp, write_pnp_outputs
+    from lipbench.outputs import remove_outputs
+    from lipbench.restore import PNP_OUTPUTS, run_pnp, write_pnp_outputs
 
-    settings = _protocol(
-        args, checkpoint=args.checkpoint, equivariance=args.equivariance, lipschitz_every=args.lipschitz_every
-    )
+    settings = _protocol(args)
+    remove_outputs(args.out, PNP_OUTPUTS)  # a failed run leaves no earlier run's outputs behind
     result = run_pnp(settings, root=args.root, device=args.device)
     out = Path(args.out)
     write_pnp_outputs(result, settings, out, fmt=args.format, save_images=args.save_images)
@@ -152,21 +137,24 @@ def cmd_pnp(args: argparse.Namespace) -> int:
 
 
 def cmd_tune_tv(args: argparse.Namespace) -> int:
-    from lipbench.baseline import chosen_weight, tune_tv, tuning_settings, write_tv
+    from lipbench.baseline import TuningSettings, chosen_weight, tune_tv, tuning_settings, write_tv
     from lipbench.data import image_ids
+    from lipbench.outputs import remove_outputs
 
-    settings = tuning_settings(_protocol(args, checkpoint=""), args.images)
-    shared = set(image_ids(args.dataset, args.root)[: args.images]) & set(image_ids(args.test_dataset, args.root))
+    tuning = from_args(TuningSettings, args)
+    remove_outputs(args.out, ("model.pt", "tuning.csv"))
+    settings = tuning_settings(_protocol(args, checkpoint=""), tuning.images)
+    shared = set(image_ids(args.dataset, args.root)[: tuning.images]) & set(image_ids(tuning.test_dataset, args.root))
     if shared:
         raise LipbenchError(
-            f"tuning images {sorted(shared)} of {args.dataset} are in the test set {args.test_dataset}: "
+            f"tuning images {sorted(shared)} of {args.dataset} are in the test set {tuning.test_dataset}: "
             "tune TV on other images (e.g. --dataset bsd400)"
         )
-    table = tune_tv(settings, args.weights, prox_iters=args.prox_iters, refine=args.refine, root=args.root,
+    table = tune_tv(settings, tuning.weights, prox_iters=tuning.prox_iters, refine=tuning.refine, root=args.root,
                     device=args.device)  # fmt: skip
-    path = write_tv(table, settings, args.out, prox_iters=args.prox_iters, train_sigma=args.train_sigma)
+    path = write_tv(table, settings, args.out, prox_iters=tuning.prox_iters, train_sigma=tuning.train_sigma)
     print(table[["stage", "prox_weight", "psnr", "chosen"]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print(f"TV prox weight {chosen_weight(table):.4g} chosen on {args.images} {args.dataset} images; wrote {path}")
+    print(f"TV prox weight {chosen_weight(table):.4g} chosen on {tuning.images} {args.dataset} images; wrote {path}")
     return 0
 
 
@@ -174,12 +162,7 @@ def cmd_lipschitz(args: argparse.Namespace) -> int:
     from lipbench.evaluate import LipschitzSettings, evaluate_lipschitz
     from lipbench.outputs import write_table
 
-    settings = LipschitzSettings(
-        checkpoint=args.checkpoint, dataset=args.dataset, crop=args.crop, sigma=args.sigma, points=tuple(args.points),
-        pnp_final=args.pnp_final, max_iter=args.max_iter, tol=args.tol, seed=args.seed, tf32=args.tf32,
-        solver=args.solver,
-    )  # fmt: skip
-    table = evaluate_lipschitz(settings, root=args.root, device=args.device)
+    table = evaluate_lipschitz(from_args(LipschitzSettings, args), root=args.root, device=args.device)
     path = write_table(table, args.out)
     summary = table.groupby(["point", "operator"])[["lip_J", "lip2_Q", "iterations_J"]].agg(["mean", "max"])
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
@@ -188,16 +171,15 @@ def cmd_lipschitz(args: argparse.Namespace) -> int:
 
 
 def cmd_denoise(args: argparse.Namespace) -> int:
-    from lipbench.evaluate import denoising_psnr
+    from lipbench.evaluate import DenoiseSettings, denoising_psnr
     from lipbench.outputs import write_table
 
-    table = denoising_psnr(
-        args.checkpoint, args.dataset, sigma=args.sigma, crop=args.crop, root=args.root, device=args.device,
-        allow_tf32=args.tf32,
-    )  # fmt: skip
+    settings = from_args(DenoiseSettings, args)
+    table = denoising_psnr(settings, root=args.root, device=args.device)
     path = write_table(table, args.out)
     print(
-        f"{args.dataset}: PSNR {table.psnr.mean():.2f} dB (noisy input {table.psnr_noisy.mean():.2f} dB); wrote {path}"
+        f"{settings.dataset}: PSNR {table.psnr.mean():.2f} dB (noisy input {table.psnr_noisy.mean():.2f} dB); "
+        f"wrote {path}"
     )
     return 0
 
@@ -239,6 +221,16 @@ def cmd_figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from lipbench.configfile import check_config
+    from lipbench.workflow import denoisers
+
+    for path in args.configs:
+        config = check_config(path)
+        print(f"{path}: ok (results/{config['name']}, {len(denoisers(config))} denoisers)")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from lipbench.compare import compare_files, parse_tolerances
 
@@ -251,220 +243,223 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 1
 
 
-def _tf32_arg(p: argparse.ArgumentParser, default: bool, what: str) -> None:
-    p.add_argument("--tf32", action=argparse.BooleanOptionalAction, default=default,
-                   help=f"CUDA: let float32 convolutions use TF32 for {what} (default: %(default)s)")  # fmt: skip
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``lipbench train: error: argument --loss: invalid choice ...``."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lipbench", description="lipbench: Lipschitz-constrained denoisers for plug-and-play restoration."
+ROOT_HELP = "data root (default: $LIPBENCH_DATA, else resources/data)"
+DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N (default: %(default)s)"
+
+
+def _fetch(p: argparse.ArgumentParser) -> None:
+    _sources(p)
+    p.add_argument(
+        "--source-url",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="download one source from this URL instead (a mirror, or file:///path offline)",
     )
-    parser.add_argument("--version", action="version", version=f"lipbench {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def data_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--root", help="data root (default: $LIPBENCH_DATA, else resources/data)")
-        p.add_argument("--only", nargs="+", metavar="SOURCE", help="only these sources (see `fetch --list`)")
-        p.add_argument("--all", action="store_true", help="every source, optional ones included")
-
-    p = sub.add_parser("fetch", help="download the datasets and kernels, verifying every file by SHA-256")
-    data_args(p)
-    p.add_argument("--source-url", action="append", default=[], metavar="NAME=URL", help="mirror for one source")
     p.add_argument("--list", action="store_true", help="list the sources and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_fetch)
 
-    p = sub.add_parser("verify", help="check installed data files against the shipped SHA-256 digests")
-    data_args(p)
-    p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("degrade", help="blur + noise a dataset; write observations.csv (PSNR/SSIM) and PNGs")
-    p.add_argument("--dataset", default="bsd10")
-    p.add_argument("--kernels", nargs="+", default=["levin1"], metavar="KERNEL")
-    p.add_argument("--sigma", type=float, default=0.01, help="noise standard deviation (images in [0, 1])")
-    p.add_argument("--crop", type=int, help="centre crop size (default: full images)")
-    p.add_argument("--save-images", type=int, default=2, metavar="N", help="write PNGs of the first N images")
-    p.add_argument("--root", help="data root (default: $LIPBENCH_DATA, else resources/data)")
+def _sources(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", help=ROOT_HELP)
+    p.add_argument("--only", nargs="+", metavar="SOURCE", help="only these sources (default: the default ones)")
+    p.add_argument("--all", action="store_true", help="every source, optional ones included")
+
+
+def _degrade(p: argparse.ArgumentParser) -> None:
+    from lipbench.restore import PnPSettings
+
+    add_options(p, PnPSettings, only=("dataset", "kernels", "sigma", "crop"))
+    p.add_argument("--save-images", type=int, default=2, metavar="N", help="PNGs of the first N images (default: 2)")
+    p.add_argument("--root", help=ROOT_HELP)
     p.add_argument("--out", required=True, help="output folder")
-    p.set_defaults(func=cmd_degrade)
 
-    p = sub.add_parser("train", help="train one denoiser (one λ) with the firm-nonexpansiveness penalty")
+
+def _train(p: argparse.ArgumentParser) -> None:
+    from lipbench.options import default_of
+    from lipbench.training import TrainConfig
+
     p.add_argument("--out", required=True, help="run folder: checkpoint.pt, log.csv, model.pt")
-    p.add_argument("--model", default="dncnn",
-                   help="registered architecture (dncnn, certified) or your own as module:factory")  # fmt: skip
-    p.add_argument("--model-kwargs", metavar="JSON",
-                   help="the model's keyword arguments as a JSON object (replaces --depth, --width, ...)")  # fmt: skip
-    p.add_argument("--label", help="the denoiser's name in the tables (default: the model's name)")
-    p.add_argument("--depth", type=int, default=20)
-    p.add_argument("--width", type=int, default=64)
-    p.add_argument("--activation", default="leaky_relu", choices=["leaky_relu", "relu"])
-    p.add_argument("--no-bias", action="store_true")
-    p.add_argument("--dataset", default="bsd400", help="training images (grey)")
-    p.add_argument("--max-images", type=int, help="use only the first N images")
-    p.add_argument("--patch-size", type=int, default=40)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--lr-step", type=int, help="multiply the LR by --lr-gamma every N steps")
-    p.add_argument("--lr-gamma", type=float, default=0.1)
-    p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping (0: off)")
-    p.add_argument("--sigma", type=float, default=0.009, help="training noise std (images in [0, 1])")
-    p.add_argument("--loss", default="l2", choices=["l1", "l2"])
-    p.add_argument("--lam", type=float, default=0.0, help="weight λ of the FNE penalty")
-    p.add_argument("--eps", type=float, default=0.05, help="penalty threshold 1 − ε")
-    p.add_argument("--power-iters", type=int, default=5,
-                   help="steps of the penalty's screen over the batch (default: %(default)s)")  # fmt: skip
-    p.add_argument("--power-tol", type=float, default=1e-3, help="tolerance of the screen (default: %(default)s)")
-    p.add_argument("--penalty-solver", default="lanczos", choices=["lanczos", "power"],
-                   help="solver of the screen (default: %(default)s; power, --refine 0: PnP-MMO's)")  # fmt: skip
-    p.add_argument("--refine", type=int, default=2, metavar="K",
-                   help="refine the K worst-ranked samples by Lanczos (0: off; default: %(default)s)")  # fmt: skip
-    p.add_argument("--refine-iters", type=int, default=100, help="Lanczos steps at most (default: %(default)s)")
-    p.add_argument("--refine-tol", type=float, default=1e-3,
-                   help="relative tolerance of the refined σ (default: %(default)s)")  # fmt: skip
-    p.add_argument("--probe-size", type=int, default=16, metavar="N",
-                   help="log the converged ‖∂Q‖² on N fixed patches (0: off; default: %(default)s)")  # fmt: skip
-    p.add_argument("--probe-every", type=int, metavar="STEPS",
-                   help="steps between probes (default: at every checkpoint)")  # fmt: skip
-    p.add_argument("--reduction", default="max", choices=["max", "mean"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--checkpoint-every", type=int, default=100)
-    p.add_argument("--init", help="start from this checkpoint's weights (fine-tune λ > 0 from the λ = 0 base)")
+    add_options(p, TrainConfig)
+    kwargs = default_of(TrainConfig, "model_kwargs")
+    p.add_argument(
+        "--model-kwargs",
+        metavar="JSON",
+        help="the model's keyword arguments as a JSON object (replaces --depth, --width, ...)",
+    )
+    p.add_argument("--depth", type=int, default=kwargs["depth"], help="DnCNN layers (default: %(default)s)")
+    p.add_argument("--width", type=int, default=kwargs["width"], help="DnCNN channels (default: %(default)s)")
+    p.add_argument(
+        "--activation",
+        default="leaky_relu",
+        choices=["leaky_relu", "relu"],
+        help="DnCNN activation (default: %(default)s)",
+    )
+    p.add_argument("--no-bias", action="store_true", help="DnCNN without biases")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
-    _tf32_arg(p, True, "training")
-    p.add_argument("--amp", default="none", choices=["none", "bf16"], help="autocast the step to bfloat16")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
-                   help="NHWC weights and activations (default: %(default)s)")  # fmt: skip
-    p.add_argument("--root", help="data root (default: $LIPBENCH_DATA, else resources/data)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--root", help=ROOT_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_train)
 
-    def protocol_args(p: argparse.ArgumentParser, dataset: str) -> None:
-        """The deblurring protocol `pnp` and `tune-tv` share."""
-        p.add_argument("--dataset", default=dataset)
-        p.add_argument("--kernels", nargs="+", default=["levin1"], metavar="KERNEL")
-        p.add_argument("--sigma", type=float, default=0.01, help="measurement noise std")
-        p.add_argument("--kernel-sigma", action="append", default=[], metavar="KERNEL=SIGMA",
-                       help="noise for one kernel (the papers: gaussian_1_6=0.008)")  # fmt: skip
-        p.add_argument("--gamma", type=float, default=1.99,
-                       help="step size, unit: --gamma-unit (paper 1: 1.99 absolute; paper 2: 1 lipschitz)")  # fmt: skip
-        p.add_argument("--gamma-unit", default="absolute", metavar="{absolute,lipschitz}",
-                       help="absolute: γ = GAMMA; lipschitz: γ = GAMMA / ‖AᵀA‖, computed per kernel on the image grid "
-                       "(default: %(default)s)")  # fmt: skip
-        p.add_argument("--x0", default="y", choices=["y", "adjoint"])
-        p.add_argument("--iters", type=int, default=300)
-        p.add_argument("--group", default="d4", help="d4, rotations, flips, shifts, or TURNS+shifts")
-        p.add_argument("--shift-range", type=int, nargs=2, default=[-64, 63], metavar=("LOW", "HIGH"))
-        p.add_argument("--seed", type=int, default=0, help="seed of the random group draws and Lipschitz estimates")
-        p.add_argument("--crop", type=int, help="centre crop size (quick CPU runs)")
-        p.add_argument("--clamp", default="both", choices=["both", "output", "none"],
-                       help="clip J's input and output (paper 1), the iterate only (paper 2), or nothing")  # fmt: skip
-        p.add_argument("--record-every", type=int, default=1)
-        p.add_argument("--max-batch", type=int, default=16, help="images × kernels per batch")
-        p.add_argument("--device", default="auto")
-        _tf32_arg(p, False, "the restorations")
-        p.add_argument("--compile", default="none", choices=COMPILE_CHOICES,
-                       help="torch.compile the denoiser (default: %(default)s)")  # fmt: skip
-        p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False,
-                       help="NHWC weights and activations (default: %(default)s)")  # fmt: skip
-        p.add_argument("--root", help="data root (default: $LIPBENCH_DATA, else resources/data)")
 
-    p = sub.add_parser("pnp", help="PnP-PGD deblurring of a dataset × kernels with one denoiser")
-    p.add_argument("--checkpoint", required=True, help="a model.pt written by `lipbench train` or `tune-tv`")
+def _protocol_args(p: argparse.ArgumentParser, **defaults: Any) -> None:
+    """The deblurring protocol `pnp` and `tune-tv` share."""
+    from lipbench.restore import PnPSettings
+
+    add_options(p, PnPSettings, skip=("checkpoint", "equivariance", "lipschitz_every", "max_images"), defaults=defaults)
+    p.add_argument(
+        "--kernel-sigma",
+        action="append",
+        default=[],
+        metavar="KERNEL=SIGMA",
+        help="noise for one kernel (the papers: gaussian_1_6=0.008; default: --sigma for every kernel)",
+    )
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--root", help=ROOT_HELP)
+
+
+def _pnp(p: argparse.ArgumentParser) -> None:
+    from lipbench.restore import PnPSettings
+
     p.add_argument("--out", required=True, help="folder: records, final.csv, final.pt, images/, settings.json")
-    protocol_args(p, "bsd10")
-    p.add_argument("--equivariance", default="none", choices=["none", "random", "mean"])
-    p.add_argument("--lipschitz-every", type=int, default=0, help="‖∂J‖ at J's input every N iterations (0: off)")
-    p.add_argument("--format", default="csv", choices=["csv", "parquet"], help="format of the records table")
-    p.add_argument("--save-images", type=int, default=2, metavar="N", help="PNGs of the first N images")
-    p.set_defaults(func=cmd_pnp)
+    add_options(p, PnPSettings, only=("checkpoint", "equivariance", "lipschitz_every", "max_images"))
+    _protocol_args(p)
+    p.add_argument(
+        "--format", default="csv", choices=["csv", "parquet"], help="format of the records table (default: %(default)s)"
+    )
+    p.add_argument("--save-images", type=int, default=2, metavar="N", help="PNGs of the first N images (default: 2)")
 
-    p = sub.add_parser("tune-tv", help="the TV baseline: choose its weight on tuning images (not the test set)")
+
+def _tune_tv(p: argparse.ArgumentParser) -> None:
+    from lipbench.baseline import TuningSettings
+
     p.add_argument("--out", required=True, help="folder: model.pt (the tuned TV denoiser), tuning.csv")
-    protocol_args(p, "bsd400")
-    p.add_argument("--images", type=int, default=4, help="tune on the dataset's first N images (default: 4)")
-    p.add_argument("--test-dataset", default="bsd10", help="refuse tuning images that belong to it (default: bsd10)")
-    p.add_argument("--weights", type=float, nargs="+", required=True, metavar="W",
-                   help="prox weights w = γλ tried (a log grid; the best must lie inside it)")  # fmt: skip
-    p.add_argument("--refine", type=int, default=4, help="weights tried between the best one's neighbours")
-    p.add_argument("--prox-iters", type=int, default=100, help="FGP iterations per TV prox (default: 100)")
-    p.add_argument("--train-sigma", type=float, default=0.009,
-                   help="noise of its Lipschitz and denoising evaluations (default: 0.009)")  # fmt: skip
-    p.set_defaults(func=cmd_tune_tv)
+    _protocol_args(p, dataset="bsd400")
+    add_options(p, TuningSettings)
 
-    def evaluation_args(p: argparse.ArgumentParser, dataset: str, sigma: str, what: str) -> None:
-        """The arguments `lipschitz` and `denoise` share: a checkpoint evaluated on noisy test images."""
-        p.add_argument("--checkpoint", required=True)
-        p.add_argument("--out", required=True, help="output table (.csv or .parquet)")
-        p.add_argument("--dataset", default=dataset)
-        p.add_argument("--crop", type=int, help="centre crop size (quick CPU runs)")
-        p.add_argument("--sigma", type=float, help=f"{sigma} (default: the training noise level)")
-        p.add_argument("--device", default="auto")
-        _tf32_arg(p, False, what)
-        p.add_argument("--root", help="data root (default: $LIPBENCH_DATA, else resources/data)")
 
-    p = sub.add_parser("lipschitz", help="‖∂J‖, ‖∂Q‖² per image for J, J at T_g x and the D4 mean J_G")
-    evaluation_args(p, "bsd10", "noise of the noisy points", "the spectral norms")
-    p.add_argument("--points", nargs="+", default=["noisy", "tilde"], choices=["noisy", "tilde", "pnp"])
-    p.add_argument("--pnp-final", help="final.pt of `lipbench pnp` (for --points pnp)")
-    p.add_argument("--max-iter", type=int, default=500)
-    p.add_argument("--tol", type=float, default=1e-4)
-    p.add_argument("--solver", default="lanczos", choices=["lanczos", "power"],
-                   help="Lanczos on JᵀJ (default) or power iteration (PnP-MMO's test_jacobian.py)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_lipschitz)
+def _evaluation(p: argparse.ArgumentParser, cls: type) -> None:
+    """A checkpoint evaluated on noisy test images (`lipschitz`, `denoise`)."""
+    p.add_argument("--out", required=True, help="output table (.csv or .parquet)")
+    add_options(p, cls)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--root", help=ROOT_HELP)
 
-    p = sub.add_parser("denoise", help="denoising PSNR of a checkpoint on a test set (BSD68) at its noise level")
-    evaluation_args(p, "bsd68", "noise std", "the denoised images")
-    p.set_defaults(func=cmd_denoise)
 
-    p = sub.add_parser("aggregate", help="results table with provenance + Lipschitz, PSNR, convergence tables")
+def _lipschitz(p: argparse.ArgumentParser) -> None:
+    from lipbench.evaluate import LipschitzSettings
+
+    _evaluation(p, LipschitzSettings)
+
+
+def _denoise(p: argparse.ArgumentParser) -> None:
+    from lipbench.evaluate import DenoiseSettings
+
+    _evaluation(p, DenoiseSettings)
+
+
+def _aggregate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--finals", nargs="+", required=True, help="final.csv files of `lipbench pnp`")
     p.add_argument("--records", nargs="+", required=True, help="records files of `lipbench pnp`")
     p.add_argument("--lipschitz", nargs="+", required=True, help="tables of `lipbench lipschitz`")
-    p.add_argument("--denoise", nargs="*", default=[], help="tables of `lipbench denoise`")
-    p.add_argument("--tuning", nargs="*", default=[], help="tuning.csv of `lipbench tune-tv` (the TV baseline)")
+    p.add_argument("--denoise", nargs="*", default=[], help="tables of `lipbench denoise` (default: none)")
+    p.add_argument("--tuning", nargs="*", default=[], help="tuning.csv of `lipbench tune-tv` (default: none)")
     p.add_argument("--out", required=True, help="folder for the tables (CSV, Markdown, LaTeX) and results.csv")
-    p.add_argument("--config-name", default="adhoc", help="recorded in the provenance columns")
-    p.add_argument("--config-hash", default="", help="hash of the effective configuration (recorded)")
-    p.add_argument("--device", default="cpu", help="device recorded in the provenance columns")
-    p.set_defaults(func=cmd_aggregate)
+    p.add_argument("--config-name", default="adhoc", help="recorded in the provenance columns (default: %(default)s)")
+    p.add_argument("--config-hash", default="", help="hash of the effective configuration (recorded; default: none)")
+    p.add_argument("--device", default="cpu", help="device recorded in the provenance columns (default: %(default)s)")
 
-    p = sub.add_parser("grid", help="is the λ grid calibrated? max ‖∂Q‖² per λ from 'no effect' to <= 1")
+
+def _grid(p: argparse.ArgumentParser) -> None:
+    from lipbench.calibration import NO_EFFECT_RTOL
+
     p.add_argument("--lipschitz", nargs="+", required=True, help="tables of `lipbench lipschitz`, λ = 0 included")
     p.add_argument("--out", required=True, help="folder for grid.csv, grid.md, grid.tex")
     p.add_argument(
         "--no-effect",
         type=float,
-        default=0.05,
-        help="a smaller reduction of max ‖∂Q‖² from λ = 0 is no effect (default 0.05)",
+        default=NO_EFFECT_RTOL,
+        help="a smaller relative reduction of max ‖∂Q‖² from λ = 0 is no effect (default: %(default)s)",
     )
-    p.add_argument("--target", type=float, default=1.0, help="max ‖∂Q‖² the largest λ must reach")
+    p.add_argument(
+        "--target", type=float, default=1.0, help="max ‖∂Q‖² the largest λ must reach (default: %(default)s)"
+    )
     p.add_argument("--strict", action="store_true", help="exit 1 when the grid does not span both ends")
-    p.set_defaults(func=cmd_grid)
 
-    p = sub.add_parser("figures", help="the papers' figures (PDF + PNG) from PnP folders and Lipschitz tables")
+
+def _figures(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pnp", nargs="+", required=True, help="output folders of `lipbench pnp`")
     p.add_argument("--lipschitz", nargs="+", required=True, help="tables of `lipbench lipschitz`")
     p.add_argument("--long", nargs="*", default=[], help="folders of long PnP runs (PSNR-vs-iteration figure)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--root", help="data root (default: $LIPBENCH_DATA, else resources/data)")
-    p.set_defaults(func=cmd_figures)
+    p.add_argument("--out", required=True, help="folder for the PDFs and PNGs")
+    p.add_argument("--root", help=ROOT_HELP)
 
-    p = sub.add_parser("compare", help="metric regression: compare two results.csv tables; exit 1 on a regression")
+
+def _check_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML files given to snakemake --configfile")
+
+
+def _compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("baseline", help="reference results.csv (e.g. tests/golden/ci/results.csv)")
     p.add_argument("new", help="results.csv to check")
-    p.add_argument("--tolerance", action="append", default=[], metavar="METRIC=VALUE",
-                   help="override a tolerance: psnr=0.2 (absolute) or lip_J=2%% (relative)")  # fmt: skip
-    p.set_defaults(func=cmd_compare)
+    p.add_argument(
+        "--tolerance",
+        action="append",
+        default=[],
+        metavar="METRIC=VALUE",
+        help="override a tolerance: psnr=0.2 (absolute) or lip_J=2%% (relative)",
+    )
+
+
+# name: (summary, arguments, function)
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
+    "fetch": ("download the datasets and kernels, verifying every file by SHA-256", _fetch, cmd_fetch),
+    "verify": ("check installed data files against the shipped SHA-256 digests", _sources, cmd_verify),
+    "degrade": ("blur + noise a dataset; write observations.csv (PSNR/SSIM) and PNGs", _degrade, cmd_degrade),
+    "train": ("train one denoiser (one λ) with the firm-nonexpansiveness penalty", _train, cmd_train),
+    "pnp": ("PnP-PGD deblurring of a dataset × kernels with one denoiser", _pnp, cmd_pnp),
+    "tune-tv": ("the TV baseline: choose its weight on tuning images (not the test set)", _tune_tv, cmd_tune_tv),
+    "lipschitz": ("‖∂J‖, ‖∂Q‖² per image for J, J at T_g x and the D4 mean J_G", _lipschitz, cmd_lipschitz),
+    "denoise": ("denoising PSNR of a checkpoint on a test set (BSD68) at its noise level", _denoise, cmd_denoise),
+    "aggregate": ("results table with provenance + Lipschitz, PSNR, convergence tables", _aggregate, cmd_aggregate),
+    "grid": ("is the λ grid calibrated? max ‖∂Q‖² per λ from 'no effect' to <= 1", _grid, cmd_grid),
+    "figures": ("the papers' figures (PDF + PNG) from PnP folders and Lipschitz tables", _figures, cmd_figures),
+    "check-config": (
+        "check workflow configs as the Snakefile does, naming the file, line or key",
+        _check_config,
+        cmd_check_config,
+    ),
+    "compare": ("metric regression: compare two results.csv tables; exit 1 on a regression", _compare, cmd_compare),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``lipbench`` parser; ``command``: only that subcommand's options are built (the others
+    import nothing), for a fast start. Options of the settings dataclasses come from their fields."""
+    description = "lipbench: Lipschitz-constrained denoisers for plug-and-play restoration."
+    parser = Parser(prog="lipbench", description=description)
+    parser.add_argument("--version", action="version", version=f"lipbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (summary, arguments, func) in COMMANDS.items():
+        p = sub.add_parser(name, help=summary, description=summary)
+        if command in (None, name):
+            arguments(p)
+        p.set_defaults(func=func)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run one subcommand; a :class:`LipbenchError` becomes one line on stderr, exit 2."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command if command in COMMANDS else None).parse_args(argv)
     try:
         return args.func(args)
     except LipbenchError as exc:

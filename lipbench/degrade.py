@@ -12,7 +12,7 @@ from lipbench.errors import LipbenchError
 from lipbench.metrics import psnr, ssim
 from lipbench.observe import centre_crop, observation_seed, observe
 from lipbench.outputs import save_png, write_table
-from lipbench.physics import Blur
+from lipbench.physics import Blur, check_fits
 
 
 def degrade_dataset(
@@ -26,8 +26,8 @@ def degrade_dataset(
     save_images: int = 0,
 ) -> pd.DataFrame:
     """Blur every image of ``dataset`` with every kernel, add noise, write ``observations.csv``."""
-    if not sigma >= 0:
-        raise LipbenchError(f"--sigma must be >= 0, got {sigma}")
+    if not 0 <= sigma < float("inf"):
+        raise LipbenchError(f"--sigma must be a finite number >= 0, got {sigma}")
     images = load_images(dataset, root)
     ids = image_ids(dataset, root)
     if crop is not None:
@@ -35,6 +35,9 @@ def degrade_dataset(
             raise LipbenchError(f"--crop {crop} must lie between 13 and the smallest image side")
         images = [centre_crop(x, crop) for x in images]
     blurs = {name: Blur(load_kernel(name, root), name=name) for name in kernels}
+    for name, blur in blurs.items():
+        for shape in {tuple(x.shape) for x in images}:
+            check_fits(name, blur.kernel, shape)
     rows = []
     for index, (image_id, x) in enumerate(zip(ids, images, strict=True)):
         for name, blur in blurs.items():

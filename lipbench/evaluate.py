@@ -24,8 +24,10 @@ from lipbench.lipschitz.linearize import ReflectedLinearization
 from lipbench.lipschitz.power import LipschitzError, power_iteration
 from lipbench.models import denoiser_label, load_model, read_checkpoint
 from lipbench.observe import centre_crop
+from lipbench.options import check, default_of, option
 from lipbench.precision import tf32
 from lipbench.seeding import derive_seed, generator
+from lipbench.training import TrainConfig
 
 POINTS = ("noisy", "tilde", "pnp")
 SOLVERS = {"lanczos": lanczos, "power": power_iteration}
@@ -33,17 +35,48 @@ SOLVERS = {"lanczos": lanczos, "power": power_iteration}
 
 @dataclass(frozen=True)
 class LipschitzSettings:
-    checkpoint: str
-    dataset: str = "bsd10"
-    crop: int | None = None
-    sigma: float | None = None  # default: the checkpoint's training noise level
-    points: tuple[str, ...] = ("noisy", "tilde")
-    pnp_final: str | None = None
-    max_iter: int = 500
-    tol: float = 1e-4
-    seed: int = 0
-    tf32: bool = False  # CUDA only: TF32 convolutions perturb σ (docs/performance.md)
-    solver: str = "lanczos"  # 4-5x fewer products than "power" at tol 1e-4 (config/README.md)
+    """One Lipschitz evaluation; each field's default, help and bounds are those of ``lipbench
+    lipschitz``'s option of the same name."""
+
+    checkpoint: str = option(help="a model.pt written by `lipbench train` or `tune-tv`")
+    dataset: str = option("bsd10", help="test images")
+    crop: int | None = option(None, minimum=1, help="centre crop size (quick CPU runs)", none="full images")
+    sigma: float | None = option(None, above=0, help="noise of the noisy points", none="the training noise level")
+    points: tuple[str, ...] = option(
+        ("noisy", "tilde"), choices=POINTS, help="x + σn, x̃ = τJ(y) + (1 − τ)x as in training, final PnP iterates"
+    )
+    pnp_final: str | None = option(None, help="final.pt of `lipbench pnp` (for --points pnp)", none="none")
+    max_iter: int = option(500, minimum=1, help="solver steps at most")
+    tol: float = option(1e-4, minimum=0, help="relative tolerance of σ")
+    seed: int = option(0, minimum=0, help="seed of the noise, τ and the start vectors")
+    tf32: bool = option(False, help="CUDA: TF32 convolutions in the spectral norms (they perturb σ)")
+    solver: str = option(
+        "lanczos", choices=tuple(SOLVERS), help="Lanczos on JᵀJ, or power iteration (PnP-MMO's test_jacobian.py)"
+    )
+
+    def __post_init__(self) -> None:
+        if "pnp" in self.points and self.pnp_final is None:
+            raise LipbenchError("--points pnp needs --pnp-final (the final.pt written by `lipbench pnp`)")
+        check(self, "Lipschitz settings")
+
+
+@dataclass(frozen=True)
+class DenoiseSettings:
+    """One denoising evaluation (``lipbench denoise``'s options)."""
+
+    checkpoint: str = option(help="a model.pt written by `lipbench train` or `tune-tv`")
+    dataset: str = option("bsd68", help="test images")
+    crop: int | None = option(None, minimum=1, help="centre crop size (quick CPU runs)", none="full images")
+    sigma: float | None = option(None, above=0, help="noise std", none="the training noise level")
+    tf32: bool = option(False, help="CUDA: TF32 convolutions in the denoised images")
+
+    def __post_init__(self) -> None:
+        check(self, "denoising settings")
+
+
+def training_sigma(payload: dict) -> float:
+    """The noise level a checkpoint was trained at (the training default for one without it)."""
+    return float(payload.get("train_config", {}).get("sigma", default_of(TrainConfig, "sigma")))
 
 
 def _points(settings: LipschitzSettings, model, ids, images, sigma) -> dict[str, list[torch.Tensor]]:
@@ -112,7 +145,7 @@ def _evaluate_lipschitz(settings: LipschitzSettings, root: str | None, device: s
         raise LipschitzError(f"unknown spectral-norm solver {settings.solver!r}: choose from {tuple(SOLVERS)}")
     dev = resolve_device(device)
     payload = read_checkpoint(settings.checkpoint, map_location=dev)
-    sigma = settings.sigma if settings.sigma is not None else payload.get("train_config", {}).get("sigma", 0.009)
+    sigma = settings.sigma if settings.sigma is not None else training_sigma(payload)
     model = load_model(settings.checkpoint, map_location=dev, payload=payload)
     ids = image_ids(settings.dataset, root)
     images = load_images(settings.dataset, root)
@@ -148,38 +181,28 @@ def _evaluate_lipschitz(settings: LipschitzSettings, root: str | None, device: s
     return table
 
 
-def denoising_psnr(
-    checkpoint: str,
-    dataset: str = "bsd68",
-    *,
-    sigma: float | None = None,
-    crop: int | None = None,
-    root: str | None = None,
-    device: str = "auto",
-    allow_tf32: bool = False,
-) -> pd.DataFrame:
+def denoising_psnr(settings: DenoiseSettings, *, root: str | None = None, device: str = "auto") -> pd.DataFrame:
     """PSNR of ``J(x + σ n)`` per image (σ: the training noise level unless given; the noise of
-    image ``i`` is seeded by ``(i, σ)``), with the noisy input's PSNR for reference. ``allow_tf32``:
-    let CUDA run the denoiser's convolutions in TF32 (off: the PSNR is a reported number)."""
+    image ``i`` is seeded by ``(i, σ)``), with the noisy input's PSNR for reference. ``tf32``: let
+    CUDA run the denoiser's convolutions in TF32 (off: the PSNR is a reported number)."""
     from lipbench.metrics import psnr
 
     dev = resolve_device(device)
-    payload = read_checkpoint(checkpoint, map_location=dev)
-    train_config = payload.get("train_config", {})
-    sigma = sigma if sigma is not None else train_config.get("sigma", 0.009)
-    model = load_model(checkpoint, map_location=dev, payload=payload)
-    ids = image_ids(dataset, root)
-    images = load_images(dataset, root)
-    if crop is not None:
-        images = [centre_crop(x, crop) for x in images]
+    payload = read_checkpoint(settings.checkpoint, map_location=dev)
+    sigma = settings.sigma if settings.sigma is not None else training_sigma(payload)
+    model = load_model(settings.checkpoint, map_location=dev, payload=payload)
+    ids = image_ids(settings.dataset, root)
+    images = load_images(settings.dataset, root)
+    if settings.crop is not None:
+        images = [centre_crop(x, settings.crop) for x in images]
     rows = []
-    with torch.no_grad(), tf32(allow_tf32):
+    with torch.no_grad(), tf32(settings.tf32):
         for i, x in zip(ids, images, strict=True):
             y = x + sigma * torch.randn(x.shape, generator=generator("denoise-noise", i, sigma))
             out = model(y[None].to(dev)).cpu()[0]
             rows.append({"image": i, "sigma": sigma, "psnr_noisy": psnr(y, x).item(), "psnr": psnr(out, x).item()})
     table = pd.DataFrame(rows)
     table.insert(0, "denoiser", denoiser_label(payload))
-    table.insert(1, "lam", train_config.get("lam", float("nan")))
-    table.insert(2, "dataset", dataset)
+    table.insert(1, "lam", payload.get("train_config", {}).get("lam", float("nan")))
+    table.insert(2, "dataset", settings.dataset)
     return table

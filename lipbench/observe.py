@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from lipbench.errors import LipbenchError
 from lipbench.physics import Blur, gaussian_noise
 from lipbench.seeding import derive_seed
 
@@ -27,7 +28,7 @@ def observe(x: torch.Tensor, blur: Blur, sigma: float, image_id: str, kernel_nam
 def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     """The central ``size×size`` window of a ``…×H×W`` tensor (odd margins favour the top-left)."""
     h, w = x.shape[-2:]
-    if size > min(h, w):
-        raise ValueError(f"crop size {size} is larger than the {h}×{w} image")
+    if not 1 <= size <= min(h, w):
+        raise LipbenchError(f"--crop {size} must lie between 1 and the image's smaller side ({h}×{w} image)")
     top, left = (h - size) // 2, (w - size) // 2
     return x[..., top : top + size, left : left + size]

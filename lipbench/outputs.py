@@ -53,6 +53,19 @@ def read_tables(paths: Iterable[str | os.PathLike[str]], required: Iterable[str]
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
+def remove_outputs(folder: str | os.PathLike[str], patterns: Iterable[str]) -> None:
+    """Delete the files of ``folder`` matching ``patterns`` (globs), then their folders left empty:
+    a step starts by removing what its previous run wrote, so a failed run leaves none of it
+    beside the outputs Snakemake removes."""
+    folder = Path(folder)
+    for pattern in patterns:
+        for path in folder.glob(pattern):
+            if path.is_file():
+                path.unlink()
+                if path.parent != folder and not any(path.parent.iterdir()):
+                    path.parent.rmdir()
+
+
 def save_png(x: torch.Tensor, path: str | os.PathLike[str]) -> None:
     """Write a ``1×H×W`` or ``3×H×W`` image in [0, 1] as an 8-bit PNG."""
     array = (x.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()

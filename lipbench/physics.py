@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from lipbench.data.kernels import validate_kernel
+from lipbench.errors import KernelError
 
 
 class Blur:
@@ -123,6 +124,17 @@ class Blur:
         kernel it is 1 up to the rounding of the stored kernel."""
         spectra = self.spectrum(tuple(shape), "cpu", torch.float64)
         return spectra.abs().square().reshape(len(self.kernels), -1).amax(dim=1)
+
+
+def check_fits(name: str, kernel: torch.Tensor, shape: tuple[int, ...]) -> None:
+    """Refuse a kernel larger than an ``…×H×W`` image: :class:`Blur` would fold it around the image
+    (exactly, but an experiment on such a pair is a mistake)."""
+    side, (h, w) = kernel.shape[-1], shape[-2:]
+    if side > min(h, w):
+        raise KernelError(
+            f"kernel {name} is {side}×{side}, larger than the {h}×{w} image: the circular blur would wrap it "
+            "around; use larger images (a larger --crop) or a smaller kernel"
+        )
 
 
 def _complex(dtype: torch.dtype) -> torch.dtype:

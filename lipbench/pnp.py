@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
+from lipbench.errors import LipbenchError
 from lipbench.lipschitz import spectral_norm
 from lipbench.metrics import BORDER, psnr
 from lipbench.physics import Blur
@@ -46,6 +47,24 @@ def step_sizes(A: Blur, shape: tuple[int, int], gamma: float, unit: str = "absol
     return gamma / norms
 
 
+class StepSizeError(LipbenchError):
+    """A PnP-PGD step size beyond the convergence range ``γ < 2/‖AᵀA‖``."""
+
+
+def check_step_sizes(A: Blur, shape: tuple[int, int], steps: torch.Tensor) -> None:
+    """Raise :class:`StepSizeError` unless ``γ ‖AᵀA‖ < 2`` for each kernel of ``A`` (its step in ``steps``)."""
+    gammas = steps.expand(len(A.kernels)).tolist()  # host values: no device read
+    products = [g * n for g, n in zip(gammas, A.norm_squared(shape).tolist(), strict=True)]
+    worst = max(range(len(products)), key=products.__getitem__)
+    if products[worst] >= 2:
+        raise StepSizeError(
+            f"step size γ = {gammas[worst]:g} gives γ‖AᵀA‖ = {products[worst]:.4g} for "
+            f"{f'{A.name}[{worst}]' if A.batched else A.name} on a {shape[0]}×{shape[1]} grid: PnP-PGD converges "
+            "only for γ < 2/‖AᵀA‖ (2 for a normalised blur); lower --gamma, or pass --allow-large-step to study "
+            "divergence"
+        )
+
+
 def _norms(t: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(t.flatten(1), dim=1)
 
@@ -69,6 +88,7 @@ def pnp_pgd(
     lipschitz_tol: float = 1e-3,
     lipschitz_of: Denoiser | None = None,
     generator: torch.Generator | None = None,
+    allow_large_step: bool = False,
 ) -> PnPResult:
     """Run ``iters`` PnP-PGD iterations on the batch ``y`` (sample ``b`` with ``A``'s kernel ``b``).
 
@@ -80,9 +100,19 @@ def pnp_pgd(
     ``lipschitz_tol``, start vectors from ``generator``) of ``lipschitz_of`` (default: ``denoiser``;
     a random-mode equivariant denoiser has no fixed Jacobian, so pass the denoiser it wraps). An
     equivariant ``denoiser`` in random mode draws a new ``g`` at every call, that is, at every iteration.
+
+    Refused with a :class:`StepSizeError`: ``γ ‖AᵀA‖ >= 2`` for some kernel (beyond PnP-PGD's
+    convergence range; ``allow_large_step`` runs it anyway). A non-finite ``y`` raises
+    :class:`LipbenchError` (one NaN pixel would turn every iterate into NaN).
     """
     if iters < 1 or record_every < 1:
         raise ValueError(f"iters and record_every must be >= 1, got {iters}, {record_every}")
+    if not torch.isfinite(y).all():  # the loop's one read from the device
+        bad = torch.isfinite(y.flatten(1)).all(1).logical_not().nonzero().flatten().tolist()
+        raise LipbenchError(
+            f"the observation y holds NaN or infinite values (samples {bad}): PnP needs finite data; "
+            "check the images and the noise level"
+        )
     if isinstance(x0, torch.Tensor):
         x = x0.clone()
     elif x0 == "y":
@@ -92,6 +122,8 @@ def pnp_pgd(
     else:
         raise ValueError(f"x0 must be 'y', 'adjoint' or a tensor, got {x0!r}")
     steps = step_sizes(A, tuple(y.shape[-2:]), gamma, gamma_unit)
+    if not allow_large_step:
+        check_step_sizes(A, tuple(y.shape[-2:]), steps)
     # x − γ Aᵀ(A x − y), two FFTs per iteration; a plain number when γ is absolute
     data_step = A.gradient_step(y, gamma if gamma_unit == "absolute" else steps)
     steps = steps.expand(y.shape[0])

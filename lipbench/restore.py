@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,10 @@ from lipbench.io import atomic_write
 from lipbench.metrics import BORDER, SSIM_MIN_SIDE, psnr, ssim
 from lipbench.models import denoiser_label, load_model, read_checkpoint
 from lipbench.observe import centre_crop, observe
-from lipbench.outputs import save_png, write_json, write_table
-from lipbench.physics import Blur
-from lipbench.pnp import GAMMA_UNITS, pnp_pgd
+from lipbench.options import option, problems
+from lipbench.outputs import remove_outputs, save_png, write_json, write_table
+from lipbench.physics import Blur, check_fits
+from lipbench.pnp import GAMMA_UNITS, check_step_sizes, pnp_pgd, step_sizes
 from lipbench.precision import tf32, to_channels_last
 from lipbench.seeding import derive_seed
 
@@ -39,65 +40,54 @@ EQUIVARIANCE = ("none", "random", "mean")
 
 @dataclass(frozen=True)
 class PnPSettings:
-    """One PnP experiment (recorded with its outputs)."""
+    """One PnP experiment (recorded with its outputs); each field's default, help and bounds are
+    those of ``lipbench pnp``'s option of the same name."""
 
-    checkpoint: str
-    dataset: str = "bsd10"
-    kernels: tuple[str, ...] = ("levin1",)
-    sigma: float = 0.01
-    kernel_sigma: dict[str, float] = field(default_factory=dict)  # per-kernel noise, e.g. gaussian_1_6: 0.008
-    gamma: float = 1.99
-    gamma_unit: str = "absolute"  # or "lipschitz": γ = gamma / ‖AᵀA‖ per kernel (paper 2: gamma 1)
-    x0: str = "y"
-    iters: int = 300
-    equivariance: str = "none"
-    group: str = "d4"
-    shift_range: tuple[int, int] = (-64, 63)
-    seed: int = 0
-    crop: int | None = None
-    max_images: int | None = None  # the dataset's first N images only (e.g. TV's tuning images)
-    clamp: str = "both"
-    record_every: int = 1
-    lipschitz_every: int = 0
-    max_batch: int = 16
+    checkpoint: str = option(help="a model.pt written by `lipbench train` or `tune-tv`")
+    dataset: str = option("bsd10", help="test images")
+    kernels: tuple[str, ...] = option(("levin1",), metavar="KERNEL", help="blur kernels (names or .mat/.npy files)")
+    sigma: float = option(0.01, minimum=0, help="measurement noise std (images in [0, 1])")
+    kernel_sigma: dict[str, float] = option(factory=dict, cli=False, help="noise for one kernel")
+    gamma: float = option(1.99, above=0, help="step size, unit: --gamma-unit (paper 1: 1.99 absolute; "
+                          "paper 2: 1 lipschitz); PnP-PGD needs γ‖AᵀA‖ < 2")  # fmt: skip
+    gamma_unit: str = option(
+        "absolute",
+        choices=GAMMA_UNITS,
+        help="absolute: γ = GAMMA; lipschitz: γ = GAMMA / ‖AᵀA‖, per kernel on the image grid",
+    )
+    allow_large_step: bool = option(False, help="run with γ‖AᵀA‖ >= 2, beyond PnP-PGD's convergence range")
+    x0: str = option("y", choices=("y", "adjoint"), help="first iterate: y or Aᵀy")
+    iters: int = option(300, minimum=1, help="PnP-PGD iterations")
+    equivariance: str = option(
+        "none", choices=EQUIVARIANCE, help="none; random: a random group element per iteration; mean: the group mean"
+    )
+    group: str = option("d4", help="d4, rotations, flips, shifts, or TURNS+shifts")
+    shift_range: tuple[int, int] = option((-64, 63), metavar=("LOW", "HIGH"), help="range of the group's shifts")
+    seed: int = option(0, minimum=0, help="seed of the random group draws and Lipschitz estimates")
+    crop: int | None = option(None, minimum=13, help="centre crop size (quick CPU runs)", none="full images")
+    max_images: int | None = option(None, minimum=1, help="the dataset's first N images only", none="all")
+    clamp: str = option(
+        "both", choices=CLAMPS, help="clip J's input and output (paper 1), the iterate only (paper 2), or nothing"
+    )
+    record_every: int = option(1, minimum=1, help="record every N-th iteration (and the last)")
+    lipschitz_every: int = option(0, minimum=0, help="‖∂J‖ at J's input every N iterations (0: off)")
+    max_batch: int = option(16, minimum=1, help="images × kernels per batch")
     # execution options; defaults chosen by measurement (docs/performance.md), tf32 acts on CUDA only
-    tf32: bool = False  # restorations and their PSNR are reported numbers: full float32 unless asked
-    compile: str = "none"
-    channels_last: bool = False
+    tf32: bool = option(False, help="CUDA: let float32 convolutions use TF32 in the restorations")
+    compile: str = option("none", choices=COMPILE_MODES, help="torch.compile the denoiser")
+    channels_last: bool = option(False, help="NHWC weights and activations")
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.clamp not in CLAMPS:
-            problems.append(f"clamp must be one of {CLAMPS}, got {self.clamp!r}")
-        if self.equivariance not in EQUIVARIANCE:
-            problems.append(f"equivariance must be one of {EQUIVARIANCE}, got {self.equivariance!r}")
-        if self.gamma_unit not in GAMMA_UNITS:
-            problems.append(
-                f"gamma_unit (--gamma-unit) must be 'absolute' (γ = gamma) or 'lipschitz' (γ = gamma / ‖AᵀA‖), "
-                f"got {self.gamma_unit!r}"
-            )
-        if self.x0 not in ("y", "adjoint"):
-            problems.append(f"x0 must be 'y' or 'adjoint', got {self.x0!r}")
-        if not 0 < self.gamma < math.inf:
-            problems.append(
-                f"gamma must be finite and > 0, got {self.gamma} "
-                "(paper 1: --gamma 1.99; paper 2: --gamma 1 --gamma-unit lipschitz, i.e. γ = 1/‖AᵀA‖)"
-            )
-        if self.iters < 1 or self.max_batch < 1 or self.record_every < 1:
-            problems.append("iters, max_batch, record_every must be >= 1")
-        if self.max_images is not None and self.max_images < 1:
-            problems.append(f"max_images must be >= 1, got {self.max_images}")
+        found = problems(self)
         if not self.kernels:
-            problems.append("give at least one kernel")
-        if self.sigma < 0 or any(v < 0 for v in self.kernel_sigma.values()):
-            problems.append("noise levels must be >= 0")
+            found.append("give at least one kernel")
+        if any(not (0 <= v < math.inf) for v in self.kernel_sigma.values()):
+            found.append(f"--kernel-sigma values must be finite and >= 0, got {self.kernel_sigma}")
         unused = sorted(set(self.kernel_sigma) - set(self.kernels))
         if unused:
-            problems.append(f"--kernel-sigma names kernels that are not run: {unused}")
-        if self.compile not in COMPILE_MODES:
-            problems.append(f"compile must be one of {COMPILE_MODES}, got {self.compile!r}")
-        if problems:
-            raise LipbenchError("invalid PnP settings: " + "; ".join(problems))
+            found.append(f"--kernel-sigma names kernels that are not run: {unused}")
+        if found:
+            raise LipbenchError("invalid PnP settings: " + "; ".join(found))
 
     @property
     def method(self) -> str:
@@ -146,6 +136,9 @@ def _run_pnp(
             raise LipbenchError(f"--crop {settings.crop} must lie between 13 and the smallest image side")
         images = [centre_crop(x, settings.crop) for x in images]
     kernels = {name: load_kernel(name, root) for name in settings.kernels}
+    for name, kernel in kernels.items():
+        for shape in {tuple(x.shape) for x in images}:
+            check_fits(name, kernel, shape)
     group = build_group(settings.group, settings.shift_range) if settings.equivariance != "none" else None
     jobs = [(i, k) for i in range(len(images)) for k in settings.kernels]
     job_index = {job: n for n, job in enumerate(jobs)}
@@ -153,7 +146,12 @@ def _run_pnp(
     for batch in _batches([tuple(x.shape) for x in images], jobs, settings.max_batch):
         x_true = torch.stack([images[i] for i, _ in batch]).to(dev)
         A = Blur([kernels[k] for _, k in batch])
-        y = torch.stack([observe(images[i], Blur(kernels[k]), settings.noise(k), ids[i], k) for i, k in batch]).to(dev)
+        y = torch.stack(
+            [observe(images[i], Blur(kernels[k], name=k), settings.noise(k), ids[i], k) for i, k in batch]
+        ).to(dev)
+        for k in dict.fromkeys(k for _, k in batch) if not settings.allow_large_step else ():
+            blur, shape = Blur(kernels[k], name=k), tuple(y.shape[-2:])  # the check of pnp_pgd, naming the kernel
+            check_step_sizes(blur, shape, step_sizes(blur, shape, settings.gamma, settings.gamma_unit))
         denoiser = compiled
         if group is not None:
             g = (
@@ -168,7 +166,7 @@ def _run_pnp(
             clamp=settings.clamp != "none", record_every=settings.record_every,
             lipschitz_every=settings.lipschitz_every,
             lipschitz_of=equivariant(model, group, "mean") if settings.equivariance == "mean" else model,
-            generator=torch.Generator().manual_seed(settings.seed),
+            generator=torch.Generator().manual_seed(settings.seed), allow_large_step=settings.allow_large_step,
         )  # fmt: skip
         table = result.records
         table.insert(0, "job", [job_index[batch[b]] for b in table["sample"]])
@@ -209,10 +207,15 @@ def _run_pnp(
     }
 
 
+PNP_OUTPUTS = ("records.csv", "records.parquet", "final.csv", "final.pt", "settings.json", "images/*.png")
+
+
 def write_pnp_outputs(
     result: dict[str, Any], settings: PnPSettings, out: Path, *, fmt: str = "csv", save_images: int = 2
 ) -> None:
-    """``records.<fmt>``, ``final.csv``, ``final.pt`` (final iterates), ``settings.json``, PNGs."""
+    """``records.<fmt>``, ``final.csv``, ``final.pt`` (final iterates), ``settings.json``, PNGs
+    (:data:`PNP_OUTPUTS`; a previous run's are removed first)."""
+    remove_outputs(out, PNP_OUTPUTS)
     write_table(result["records"], out / f"records.{fmt}")
     write_table(result["final"], out / "final.csv")
     with atomic_write(out / "final.pt") as fh:

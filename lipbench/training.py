@@ -29,6 +29,9 @@ from lipbench.io import atomic_write
 from lipbench.lipschitz import Reflected, fne_penalty, spectral_norm
 from lipbench.lipschitz.penalty import SOLVERS
 from lipbench.models import build, read_checkpoint, save_checkpoint
+from lipbench.models.checkpoint import nonfinite_entries
+from lipbench.options import check, option
+from lipbench.outputs import remove_outputs
 from lipbench.precision import AMP, autocast, layout, tf32, to_channels_last
 from lipbench.seeding import derive_seed, generator
 
@@ -37,6 +40,8 @@ PROBE_MAX_ITER = 300
 CHECKPOINT = "checkpoint.pt"
 FINAL = "model.pt"
 LOG = "log.csv"
+# a data loss (mean error² or |error| of images in [0, 1]) above this is divergence, not training
+DIVERGED_LOSS = 1e3
 
 
 class TrainingError(LipbenchError):
@@ -45,68 +50,54 @@ class TrainingError(LipbenchError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that determines a training run (recorded in every checkpoint)."""
+    """Everything that determines a training run (recorded in every checkpoint); each field's
+    default, help and bounds are those of ``lipbench train``'s option of the same name."""
 
-    model: str = "dncnn"  # registered name or a user's ``module:factory`` (lipbench.models.registry)
-    model_kwargs: dict[str, Any] = field(default_factory=lambda: {"depth": 20, "width": 64})
-    label: str | None = None  # the denoiser's name in the tables (default: ``model``)
-    dataset: str = "bsd400"
-    max_images: int | None = None
-    patch_size: int = 40
-    batch_size: int = 16
-    steps: int = 1000
-    lr: float = 1e-4
-    lr_step: int | None = None  # StepLR period in steps (None: constant)
-    lr_gamma: float = 0.1
-    clip: float | None = 1.0
-    sigma: float = 0.009
-    loss: str = "l2"
-    lam: float = 0.0
-    eps: float = 0.05
-    power_iters: int = 5  # screening steps of the penalty's estimate, on the whole batch
-    power_tol: float = 1e-3
-    reduction: str = "max"
-    penalty_solver: str = "lanczos"  # of the screen; "power" with refine=0 is the estimator of PnP-MMO's code
-    refine: int = 2  # samples the screen ranks highest, refined by Lanczos (0: none)
-    refine_iters: int = 100
-    refine_tol: float = 1e-3
-    probe_size: int = 16  # fixed training patches whose converged ‖∂Q(x̃)‖² is logged (0: none)
-    probe_every: int | None = None  # steps between probes (None: at every checkpoint)
-    seed: int = 0
-    checkpoint_every: int = 100
-    init: str | None = None
+    model: str = option("dncnn", help="registered architecture (dncnn, certified) or your own as module:factory")
+    model_kwargs: dict[str, Any] = option(
+        factory=lambda: {"depth": 20, "width": 64}, cli=False, help="the model's keyword arguments"
+    )
+    label: str | None = option(None, help="the denoiser's name in the tables", none="the model's name")
+    dataset: str = option("bsd400", help="training images (grey)")
+    max_images: int | None = option(None, minimum=1, help="use only the dataset's first N images", none="all")
+    patch_size: int = option(40, minimum=1, help="side of the square training patches")
+    batch_size: int = option(16, minimum=1, help="patches per step")
+    steps: int = option(1000, minimum=1, help="optimisation steps")
+    lr: float = option(1e-4, above=0, help="Adam's learning rate")
+    lr_step: int | None = option(None, minimum=1, help="multiply the LR by --lr-gamma every N steps", none="constant")
+    lr_gamma: float = option(0.1, above=0, maximum=1, help="LR factor of --lr-step")
+    clip: float = option(1.0, minimum=0, help="clip the gradient's norm to this (0: off)")
+    sigma: float = option(0.009, above=0, help="training noise std (images in [0, 1])")
+    loss: str = option("l2", choices=("l1", "l2"), help="data term: mean absolute or mean squared error")
+    lam: float = option(0.0, minimum=0, help="weight λ of the firm-nonexpansiveness penalty")
+    eps: float = option(0.05, minimum=0, below=1, help="the penalty acts above ‖∂Q‖² = 1 − ε")
+    power_iters: int = option(5, minimum=1, help="steps of the penalty's screen over the batch")
+    power_tol: float = option(1e-3, minimum=0, help="relative tolerance of the screen")
+    reduction: str = option("max", choices=("max", "mean"), help="the penalty over the batch")
+    penalty_solver: str = option(
+        "lanczos", choices=SOLVERS, help="solver of the screen (power with --refine 0: PnP-MMO's)"
+    )
+    refine: int = option(2, minimum=0, metavar="K", help="refine the K worst-ranked samples by Lanczos (0: off)")
+    refine_iters: int = option(100, minimum=1, help="Lanczos steps of the refinement at most")
+    refine_tol: float = option(1e-3, above=0, help="relative tolerance of the refined σ")
+    probe_size: int = option(16, minimum=0, metavar="N", help="log the converged ‖∂Q‖² on N fixed patches (0: off)")
+    probe_every: int | None = option(None, minimum=1, metavar="STEPS", help="steps between probes",
+                                     none="at every checkpoint")  # fmt: skip
+    seed: int = option(0, minimum=0, help="seed of every random draw (weights, patches, noise)")
+    checkpoint_every: int = option(100, minimum=1, help="steps between checkpoints (and log writes)")
+    init: str | None = option(
+        None,
+        metavar="CHECKPOINT",
+        none="seeded initialisation",
+        help="start from this model.pt's weights (fine-tune λ > 0 from the λ = 0 base)",
+    )
     # execution options; defaults chosen by measurement (docs/performance.md), tf32 acts on CUDA only
-    tf32: bool = True
-    amp: str = "none"
-    channels_last: bool = True
+    tf32: bool = option(True, help="CUDA: let float32 convolutions use TF32 in training")
+    amp: str = option("none", choices=AMP, help="autocast the step to bfloat16")
+    channels_last: bool = option(True, help="NHWC weights and activations")
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.loss not in ("l1", "l2"):
-            problems.append(f"loss must be 'l1' or 'l2', got {self.loss!r}")
-        if self.reduction not in ("max", "mean"):
-            problems.append(f"reduction must be 'max' or 'mean', got {self.reduction!r}")
-        for name in ("patch_size", "batch_size", "steps", "power_iters", "checkpoint_every", "refine_iters"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("refine", "probe_size"):
-            if getattr(self, name) < 0:
-                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.probe_every is not None and self.probe_every < 1:
-            problems.append(f"probe_every must be >= 1, got {self.probe_every}")
-        if self.penalty_solver not in SOLVERS:
-            problems.append(f"penalty_solver must be one of {SOLVERS}, got {self.penalty_solver!r}")
-        if not self.refine_tol > 0:
-            problems.append(f"refine_tol must be > 0, got {self.refine_tol}")
-        for name in ("lr", "sigma"):
-            if not getattr(self, name) > 0:
-                problems.append(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.lam < 0:
-            problems.append(f"lam must be >= 0, got {self.lam}")
-        if self.amp not in AMP:
-            problems.append(f"amp must be one of {AMP}, got {self.amp!r}")
-        if problems:
-            raise TrainingError("invalid training configuration: " + "; ".join(problems))
+        check(self, "training configuration")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -277,12 +268,13 @@ def log_row(row: dict[str, Any]) -> dict[str, float]:
 
 
 def _check_finite(rows: list[dict[str, float]]) -> None:
-    bad = next((r for r in rows if not math.isfinite(r["loss"] + r["penalty"])), None)
+    """Stop a run whose data loss has diverged (above :data:`DIVERGED_LOSS`) or whose loss is not finite."""
+    bad = next((r for r in rows if not (abs(r["loss"]) <= DIVERGED_LOSS and math.isfinite(r["penalty"]))), None)
     if bad is not None:
-        value = bad["loss"] if not math.isfinite(bad["loss"]) else f"penalty {bad['penalty']}"
+        what = "non-finite" if not math.isfinite(bad["loss"] + bad["penalty"]) else "diverged"
         raise TrainingError(
-            f"non-finite loss ({value}) at step {bad['step']}; the last good checkpoint is kept: "
-            "lower --lr or --lam, or enable gradient clipping"
+            f"{what} loss {bad['loss']:.3g} (penalty {bad['penalty']:.3g}) at step {bad['step']}; model.pt is not "
+            "written and the last good checkpoint is kept: lower --lr or --lam, or clip the gradient (--clip)"
         )
 
 
@@ -304,6 +296,8 @@ def train(
     out = Path(out)
     dev = resolve_device(device)
     ckpt = out / CHECKPOINT
+    # a failed run leaves no earlier run's model.pt (nor, unless resumed, its checkpoint and log)
+    remove_outputs(out, [FINAL] if resume else [FINAL, CHECKPOINT, LOG])
     state = _resume_state(ckpt, config, dev, out) if resume and ckpt.is_file() else initial_state(config, dev)
     images = load_images(config.dataset, root)[: config.max_images]
     channels = config.model_kwargs.get("channels", 1)
@@ -333,6 +327,9 @@ def train(
                 _write_log(state.log, out / LOG)
     if state.step < config.steps:
         return ckpt
+    bad = nonfinite_entries(state.model.state_dict())
+    if bad:
+        raise TrainingError(f"the weights trained in {out} are not finite ({', '.join(bad[:3])}): lower --lr or --lam")
     final = _payload(state, config)
     del final["optimizer"], final["scheduler"], final["generator"]
     save_checkpoint(final, out / FINAL)

@@ -27,10 +27,10 @@ def test_tv_pgd_through_the_pnp_code_matches_an_independent_pgd():
     correlation and scikit-image's TV prox (same objective and boundary, converged), from x0 = y."""
     weight, gamma, iters = 0.02, 1.99, 8
     settings = PnPSettings(
-        checkpoint="", dataset="bsd10", kernels=("levin1",), iters=iters, crop=16, max_images=1, gamma=gamma
+        checkpoint="", dataset="bsd10", kernels=("levin1",), iters=iters, crop=20, max_images=1, gamma=gamma
     )
     ours = run_pnp(settings, model=TVDenoiser(weight=weight, iters=300), device="cpu")
-    x_true = centre_crop(load_images("bsd10")[0], 16)
+    x_true = centre_crop(load_images("bsd10")[0], 20)  # levin1 is 19×19: no wrap-around
     kernel = load_kernel("levin1")
     y = observe(x_true, Blur(kernel), 0.01, image_ids("bsd10")[0], "levin1")[0].double().numpy()
     k = kernel.double().numpy()

@@ -53,7 +53,7 @@ def test_degrade_bsd10_crops(tmp_path, capsys):
         (["--dataset", "bsd11"], "unknown dataset 'bsd11'"),
         (["--kernels", "levin0"], "unknown kernel 'levin0'"),
         (["--crop", "5000"], "--crop 5000 must lie between"),
-        (["--sigma", "-1"], "--sigma must be >= 0"),
+        (["--sigma", "-1"], "--sigma must be a finite number >= 0"),
         (["--root", "/nonexistent/data"], "data root /nonexistent/data .* does not exist: run `lipbench fetch`"),
     ],
 )

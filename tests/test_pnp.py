@@ -9,9 +9,10 @@ import pytest
 import scipy.ndimage
 import torch
 
+from lipbench.errors import LipbenchError
 from lipbench.groups import D4, Element, equivariant
 from lipbench.physics import Blur
-from lipbench.pnp import pnp_pgd
+from lipbench.pnp import StepSizeError, pnp_pgd
 
 H, W = 6, 5
 MILD = torch.tensor([[0.0, 0.1, 0.0], [0.1, 0.6, 0.1], [0.0, 0.1, 0.0]])  # |FFT| in [0.2, 1]
@@ -74,7 +75,7 @@ def test_gamma_relative_to_the_norm_of_each_kernel_reaches_the_analytic_fixed_po
         expected = np.linalg.solve(system, step * m @ a.T @ y[b].flatten().numpy())
         np.testing.assert_allclose(result.x[b].flatten().cpu().numpy(), expected, atol=1e-10)
     # the absolute unit keeps gamma as given, for every sample
-    absolute = pnp_pgd(denoiser, A, y, gamma=gamma, iters=1, clamp=False)
+    absolute = pnp_pgd(denoiser, A, y, gamma=gamma, iters=1, clamp=False, allow_large_step=True)
     assert absolute.gamma.tolist() == [gamma, gamma]
     with pytest.raises(ValueError, match="gamma unit must be one of"):
         pnp_pgd(denoiser, A, y, gamma=1.0, gamma_unit="relative", iters=1)
@@ -161,5 +162,19 @@ def test_the_loop_reads_nothing_back_from_the_device_per_iteration(device):
                 torch.cuda.set_sync_debug_mode("default")
         reads.append(mode.count)
         warned.append(sum("synchroniz" in str(w.message) for w in caught))
-    assert reads == [0, 0]
+    assert reads == [1, 1]  # y's finiteness, checked once before the loop
     assert warned[0] == warned[1]  # CUDA: the copies of the records at the end only, whatever the length
+
+
+def test_a_step_beyond_two_over_the_norm_or_a_nan_pixel_is_refused():
+    A = Blur(MILD)
+    x = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    y = A(x)
+    norm = A.norm_squared((16, 16)).item()
+    pnp_pgd(lambda z: z, A, y, gamma=1.99 / norm, iters=1)  # just inside: runs
+    with pytest.raises(StepSizeError, match=r"γ‖AᵀA‖ = 2.01 for kernel on a 16×16 grid"):
+        pnp_pgd(lambda z: z, A, y, gamma=2.01 / norm, iters=1)
+    assert pnp_pgd(lambda z: z, A, y, gamma=2.01 / norm, iters=1, allow_large_step=True).x.isfinite().all()
+    y[0, 0, 3, 5] = float("nan")
+    with pytest.raises(LipbenchError, match=r"y holds NaN or infinite values \(samples \[0\]\)"):
+        pnp_pgd(lambda z: z, A, y, gamma=1.0, iters=1)

@@ -132,7 +132,7 @@ def test_non_finite_penalty_is_reported_at_its_step(tmp_path, monkeypatch):
         return dataclasses.replace(out, value=out.value * float("inf")) if calls["n"] == 5 else out
 
     monkeypatch.setattr(training, "fne_penalty", poisoned)
-    with pytest.raises(training.TrainingError, match=r"non-finite loss \(penalty inf\) at step 5"):
+    with pytest.raises(training.TrainingError, match=r"non-finite loss .* \(penalty inf\) at step 5"):
         train(TINY, tmp_path, progress=False)
     assert training.read_checkpoint(tmp_path / "checkpoint.pt")["step"] == 3
 

@@ -311,7 +311,17 @@ def fetch(
         raise FetchError(f"--source-url given for unknown source(s) {unknown}: choose from {', '.join(SOURCES)}")
     if progress is None:
         progress = sys.stderr.isatty()
+    created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
+    try:
+        return _fetch_sources(root, sources, urls, progress)
+    finally:  # an empty download folder (or data root this call made) is not left behind
+        for folder in (root / DOWNLOADS, *([root] if created else [])):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
+
+def _fetch_sources(root: Path, sources: list[Source], urls: Mapping[str, str], progress: bool) -> list[SourceReport]:
     reports = []
     for source, before in zip(sources, verify(root, [s.name for s in sources]), strict=True):
         url = urls.get(source.name, source.url)
@@ -328,7 +338,4 @@ def fetch(
                 _install_download(file_url, root, rel, progress)
                 report.installed.append(rel)
         reports.append(report)
-    downloads = root / DOWNLOADS
-    if downloads.is_dir() and not any(downloads.iterdir()):
-        downloads.rmdir()
     return reports

@@ -36,7 +36,18 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         raise CheckpointError(f"checkpoint {path} is unreadable or not a lipbench checkpoint ({reason})") from exc
     if not isinstance(payload, dict) or "model" not in payload or "model_config" not in payload:
         raise CheckpointError(f"checkpoint {path} has no 'model'/'model_config' entries: not a lipbench checkpoint")
+    bad = nonfinite_entries(payload["model"])
+    if bad:
+        raise CheckpointError(
+            f"checkpoint {path} has non-finite weights ({', '.join(bad[:3])}): its training diverged; retrain it"
+        )
     return payload
+
+
+def nonfinite_entries(state: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors of a state dict holding NaN or infinite values."""
+    return [name for name, t in state.items()
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and not torch.isfinite(t).all()]  # fmt: skip
 
 
 def denoiser_label(payload: dict[str, Any]) -> str:

@@ -1,0 +1,139 @@
+"""Every bad input a user can give a command: exit code 2, one line on stderr naming the argument
+or file, and nothing half-written (the output path absent afterwards)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from lipbench.cli import main
+from lipbench.training import TrainConfig, train
+
+TINY = TrainConfig(model_kwargs={"depth": 2, "width": 4}, dataset="train400", max_images=2, patch_size=16,
+                   batch_size=2, steps=2, probe_size=0)  # fmt: skip
+TRAIN = ["--depth", "2", "--width", "4", "--dataset", "train400", "--max-images", "2", "--patch-size", "16",
+         "--batch-size", "2", "--steps", "2", "--probe-size", "0", "--quiet"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    """A tiny trained model and a copy of it with one NaN weight."""
+    folder = tmp_path_factory.mktemp("models")
+    good = train(TINY, folder / "good", progress=False)
+    payload = torch.load(good, weights_only=True)
+    name = next(iter(payload["model"]))
+    payload["model"][name] = payload["model"][name].clone().fill_(float("nan"))
+    torch.save(payload, folder / "nan.pt")
+    return {"good": good, "nan": folder / "nan.pt"}
+
+
+def _cases(good: str, nan: str) -> list[tuple[list[str], str]]:
+    pnp = ["pnp", "--checkpoint", good, "--iters", "2", "--crop", "20", "--max-images", "1"]
+    lip = ["lipschitz", "--checkpoint", good, "--max-iter", "2", "--dataset", "set12"]
+    den = ["denoise", "--checkpoint", good, "--dataset", "set12"]
+    tv = ["tune-tv", "--iters", "2", "--crop", "20", "--images", "1", "--weights", "0.01", "0.1", "1"]
+    return [
+        (["train", *TRAIN, "--clip", "-1"], "--clip must be >= 0, got -1.0"),
+        (["train", *TRAIN, "--lam", "nan"], "--lam must be a finite number >= 0, got nan"),
+        (["train", *TRAIN, "--eps", "-5"], "--eps must be >= 0 and < 1, got -5.0"),
+        (["train", *TRAIN, "--sigma", "inf"], "--sigma must be a finite number > 0, got inf"),
+        (["train", *TRAIN, "--lr", "nan"], "--lr must be a finite number > 0, got nan"),
+        (["train", *TRAIN, "--steps", "0"], "--steps must be >= 1, got 0"),
+        (["train", *TRAIN, "--loss", "l3"], "argument --loss: invalid choice: 'l3'"),
+        (["train", *TRAIN, "--model-kwargs", "[1]"], "--model-kwargs must be a JSON object"),
+        (["train", *TRAIN, "--init", nan], f"checkpoint {nan} has non-finite weights"),
+        (["train", *TRAIN, "--lr", "1e12", "--clip", "0", "--steps", "30"], "model.pt is not written"),
+        ([*pnp, "--gamma", "2.5"], "γ‖AᵀA‖ = 2.5 for levin1 on a 20×20 grid"),
+        ([*pnp, "--gamma", "nan"], "--gamma must be a finite number > 0, got nan"),
+        ([*pnp, "--crop", "0"], "--crop must be >= 13, got 0"),
+        ([*pnp, "--iters", "0"], "--iters must be >= 1, got 0"),
+        ([*pnp, "--kernels", "nope"], "unknown kernel 'nope'"),
+        ([*pnp, "--kernels", "gaussian_1_6"], "kernel gaussian_1_6 is 25×25, larger than the 20×20 image"),
+        ([*pnp, "--kernel-sigma", "levin1=inf"], "--kernel-sigma values must be finite"),
+        ([*pnp, "--clamp", "maybe"], "argument --clamp: invalid choice"),
+        ([*pnp[:2], nan, *pnp[3:]], f"checkpoint {nan} has non-finite weights"),
+        ([*pnp[:2], "missing.pt", *pnp[3:]], "checkpoint missing.pt does not exist"),
+        ([*lip, "--crop", "0"], "--crop must be >= 1, got 0"),
+        ([*lip, "--crop", "-3"], "--crop must be >= 1, got -3"),
+        ([*lip, "--crop", "100000"], "--crop 100000 must lie between 1 and the image's smaller side"),
+        ([*lip, "--sigma", "inf"], "--sigma must be a finite number > 0, got inf"),
+        ([*lip, "--tol", "nan"], "--tol must be a finite number >= 0, got nan"),
+        ([*lip, "--points", "pnp"], "--points pnp needs --pnp-final"),
+        ([*den, "--crop", "0"], "--crop must be >= 1, got 0"),
+        ([*den, "--sigma", "inf"], "--sigma must be a finite number > 0, got inf"),
+        ([*den[:2], nan, *den[3:]], f"checkpoint {nan} has non-finite weights"),
+        (["degrade", "--sigma", "inf"], "--sigma must be a finite number >= 0, got inf"),
+        (["degrade", "--crop", "5"], "--crop 5 must lie between 13"),
+        (["degrade", "--crop", "20", "--kernels", "gaussian_1_6"], "kernel gaussian_1_6 is 25×25"),
+        ([*tv, "--weights", "-1", "0.1", "1"], "--weights must be > 0, got -1.0"),
+        ([*tv, "--prox-iters", "0"], "--prox-iters must be >= 1, got 0"),
+        ([*tv, "--gamma", "3"], "γ‖AᵀA‖ = 3"),
+    ]
+
+
+CASES = _cases("GOOD", "NAN")
+
+
+@pytest.mark.parametrize("index", range(len(CASES)), ids=[" ".join(c[0][:1] + c[0][-2:]) for c in CASES])
+def test_a_bad_input_is_one_line_exit_2_and_nothing_written(index, models, tmp_path, capsys):
+    argv, expected = _cases(str(models["good"]), str(models["nan"]))[index]
+    out = tmp_path / ("out.csv" if argv[0] in ("lipschitz", "denoise") else "out")
+    try:
+        code = main([*argv, "--out", str(out)])
+    except SystemExit as exc:  # argparse's own refusals
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith(f"lipbench {argv[0]}: error: "), err
+    assert expected in err, err
+    assert not out.exists() or not any(out.iterdir()), sorted(out.iterdir())
+
+
+def test_a_failed_pnp_run_leaves_no_earlier_outputs(models, tmp_path, capsys):
+    """Snakemake removes a failed rule's declared outputs (final.csv, records.csv); the run itself
+    removes the rest of an earlier run's (final.pt, settings.json, images)."""
+    out = tmp_path / "pnp"
+    argv = ["pnp", "--checkpoint", str(models["good"]), "--iters", "2", "--crop", "20", "--max-images", "1"]
+    assert main([*argv, "--out", str(out), "--save-images", "1"]) == 0
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert {"final.pt", "settings.json", "final.csv", "records.csv"} <= set(before) and any(
+        "images/" in p for p in before
+    )
+    (out / "notes.txt").write_text("the user's own file")
+    assert main([*argv, "--out", str(out), "--kernels", "nope"]) == 2
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["notes.txt"]
+    capsys.readouterr()
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (None, "config file {path} does not exist"),
+        ("name: x\n  bad: [\n", "{path}:2:6: YAML syntax error: mapping values are not allowed here"),
+        ("- a list\n", "config file {path} holds a list, not a mapping of settings"),
+        ({"pnp": {"iters": -1}}, "config file {path}: pnp.iters: -1 is less than the minimum of 1"),
+        ({"pnp": {"kernels": ["levin1", "levin9"]}}, "config pnp.kernels: unknown kernel 'levin9'"),
+        ({"pnp": {"kernel_sigma": {"gaussian_9": 0.1}}}, "config pnp.kernel_sigma: unknown kernel 'gaussian_9'"),
+        ({"train": {"bogus": 1}}, "config file {path}: train: Additional properties are not allowed ('bogus'"),
+    ],
+)
+def test_check_config_names_the_file_line_or_key(tmp_path, capsys, text, expected):
+    """Raw text, or a change to config/ci.yaml's sections."""
+    path = tmp_path / "config.yaml"
+    if isinstance(text, dict):
+        config = yaml.safe_load((REPO / "config" / "ci.yaml").read_text())
+        for section, values in text.items():
+            config[section].update(values)
+        text = yaml.safe_dump(config)
+    if text is not None:
+        path.write_text(text)
+    assert main(["check-config", str(REPO / "config" / "ci.yaml"), str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out.startswith(f"{REPO / 'config' / 'ci.yaml'}: ok (results/ci, ")
+    assert err.count("\n") == 1 and expected.format(path=path) in err, err
