@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from snakemake.utils import validate
 
 from lipbench.cli import main
 from lipbench.errors import LipbenchError
@@ -72,9 +73,10 @@ def test_train_a_plugin_and_read_it_back_under_its_label(plugins, tmp_path, caps
 def test_the_workflow_trains_a_configured_plugin_and_refuses_a_broken_one(plugins, tmp_path):
     config = yaml.safe_load((REPO / "config" / "ci.yaml").read_text())
     config["denoisers"] = {"mine": {"model": {"name": "toy_denoiser:make", "width": 3}, "steps": 5}}
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))  # as the Snakefile does
     args = extra_args(config, "mine")
     assert "--model toy_denoiser:make --model-kwargs '{\"width\": 3}'" in args
-    assert "--steps 5" in args and args.endswith("--lam 0.0 --label mine")
+    assert "--steps 5" in args and args.endswith("--lam 0 --label mine")
     check_models(config)
     config["denoisers"]["mine"]["model"]["name"] = "toy_denoiser:gone"
     with pytest.raises(LipbenchError, match="config denoisers.mine.model.name: model 'toy_denoiser:gone'"):

@@ -25,7 +25,7 @@ rule aggregate:
         name=config["name"],
         device=config["device"],
         config_hash=CONFIG_HASH,
-        code=code_hash("aggregate.py", "outputs.py", "cli.py"),
+        code=command_code_hash("aggregate"),
     conda:
         ENV
     shell:
@@ -49,7 +49,7 @@ rule calibrate:
     params:
         folder=lambda wildcards, output: os.path.dirname(output[0]),
         args=grid_args(config),
-        code=code_hash("calibration.py", "outputs.py", "cli.py"),
+        code=command_code_hash("grid"),
     conda:
         ENV
     shell:

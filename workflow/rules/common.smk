@@ -1,23 +1,25 @@
 # Shared definitions: output root, denoisers, PnP runs, code hashes (helpers in lipbench/workflow.py).
 import re
 
+from lipbench.configfile import check_kernels
 from lipbench.workflow import (
-    COMMON_CODE,
     EQUIVARIANCE,
     check_models,
-    code_hash,
+    command_code_hash,
     config_hash,
     denoisers,
-    lam_label,
+    lambda_values,
     long_runs,
     pnp_runs,
 )
 
 check_models(config)
+check_kernels(config)  # an unknown kernel stops the run before any job (not in the pnp rule, after training)
 OUT = f"results/{config['name']}"
-LAMBDAS = [lam_label(lam) for lam in config["train"]["lambdas"]]
+LAMBDA_VALUES = lambda_values(config)  # folder label (lam<label>) -> the exact λ of the grid
+LAMBDAS = list(LAMBDA_VALUES)
 DENOISERS = denoisers(config)  # lam<λ> for the λ grid, the `denoisers` section's names, tv
-EXTRA = list(config.get("denoisers", {}))
+EXTRA = list(config["denoisers"])
 PNP_RUNS = pnp_runs(config)  # (denoiser, method)
 TABLES = ["lipschitz", "psnr", "convergence", "denoising", *(["tv_tuning"] if config.get("tv") else [])]
 FIGURES = ["convergence", "psnr_iterations", "lipschitz", "tradeoff", "panel"]

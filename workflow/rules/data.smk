@@ -9,7 +9,7 @@ rule verify_data:
     params:
         sources=" ".join(config["data"]["sources"]),
         root=root_arg(config),
-        code=code_hash("data", "cli.py"),
+        code=command_code_hash("verify"),
     conda:
         ENV
     shell:

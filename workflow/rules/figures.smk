@@ -20,7 +20,7 @@ rule figures:
         pnp=lambda wildcards, input: [os.path.dirname(f) for f in input.finals],
         long=lambda wildcards, input: " ".join(["--long", *map(os.path.dirname, input.long)]) if input.long else "",
         root=root_arg(config),
-        code=code_hash("figures.py", "outputs.py", "observe.py", "physics.py", "metrics.py", "data"),
+        code=command_code_hash("figures"),
     conda:
         ENV
     shell:

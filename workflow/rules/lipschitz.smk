@@ -12,7 +12,7 @@ rule lipschitz:
         f"{OUT}/benchmarks/lipschitz/{{denoiser}}.tsv"
     params:
         args=lipschitz_args(config),
-        code=code_hash("evaluate.py", "lipschitz", "groups.py", "observe.py", "outputs.py", *COMMON_CODE),
+        code=command_code_hash("lipschitz"),
     resources:
         gpu=1,
     conda:
@@ -32,7 +32,7 @@ rule denoise:
         f"{OUT}/benchmarks/denoise/{{denoiser}}.tsv"
     params:
         args=denoise_args(config),
-        code=code_hash("evaluate.py", "metrics.py", "outputs.py", *COMMON_CODE),
+        code=command_code_hash("denoise"),
     resources:
         gpu=1,
     conda:

@@ -17,10 +17,7 @@ rule pnp:
         folder=lambda wildcards, output: os.path.dirname(output.final),
         equivariance=lambda wildcards: EQUIVARIANCE[wildcards.method],
         args=pnp_args(config),
-        code=code_hash(
-            "restore.py", "pnp.py", "groups.py", "physics.py", "metrics.py", "observe.py", "outputs.py", "lipschitz",
-            *COMMON_CODE,
-        ),
+        code=command_code_hash("pnp"),
     resources:
         gpu=1,
     conda:
@@ -42,7 +39,4 @@ use rule pnp as pnp_long with:
         folder=lambda wildcards, output: os.path.dirname(output.final),
         equivariance=lambda wildcards: EQUIVARIANCE[wildcards.method],
         args=pnp_args(config, long=True) if config["pnp"].get("long_runs") else "",
-        code=code_hash(
-            "restore.py", "pnp.py", "groups.py", "physics.py", "metrics.py", "observe.py", "outputs.py", "lipschitz",
-            *COMMON_CODE,
-        ),
+        code=command_code_hash("pnp"),

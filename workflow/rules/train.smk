@@ -15,7 +15,7 @@ rule train_base:
     params:
         folder=lambda wildcards, output: os.path.dirname(output[0]),
         args=base_args(config),
-        code=code_hash("training.py", "lipschitz", *COMMON_CODE),
+        code=command_code_hash("train"),
     resources:
         gpu=1,
     conda:
@@ -34,17 +34,18 @@ rule finetune:
     benchmark:
         f"{OUT}/benchmarks/train/lam{{lam}}.tsv"
     wildcard_constraints:
-        lam=r"(?!0$)[0-9.e+-]+",
+        lam=alternatives([label for label in LAMBDAS if label != "0"]),
     params:
         folder=lambda wildcards, output: os.path.dirname(output[0]),
+        lam=lambda wildcards: LAMBDA_VALUES[wildcards.lam],  # the configured value, not the folder's text
         args=finetune_args(config),
-        code=code_hash("training.py", "lipschitz", *COMMON_CODE),
+        code=command_code_hash("train"),
     resources:
         gpu=1,
     conda:
         ENV
     shell:
-        "lipbench train --out {params.folder} --lam {wildcards.lam} --init {input} {params.args} > {log} 2>&1"
+        "lipbench train --out {params.folder} --lam {params.lam} --init {input} {params.args} > {log} 2>&1"
 
 
 # the `denoisers` section: more denoisers (the certified one, a user's module:factory), from scratch
@@ -62,7 +63,7 @@ rule train_extra:
     params:
         folder=lambda wildcards, output: os.path.dirname(output[0]),
         args=lambda wildcards: extra_args(config, wildcards.extra),
-        code=code_hash("training.py", "lipschitz", *COMMON_CODE),
+        code=command_code_hash("train"),
     resources:
         gpu=1,
     conda:
@@ -85,8 +86,7 @@ rule tune_tv:
     params:
         folder=lambda wildcards, output: os.path.dirname(output[0]),
         args=lambda wildcards: tv_args(config),
-        code=code_hash("baseline.py", "tv.py", "restore.py", "pnp.py", "physics.py", "metrics.py", "observe.py",
-                       "outputs.py", *COMMON_CODE),
+        code=command_code_hash("tune-tv"),
     resources:
         gpu=1,
     conda:
