@@ -10,7 +10,8 @@ from lipbench.errors import LipbenchError
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``"auto"`` → ``cuda`` if available else ``cpu``; otherwise the named device, checked."""
+    """``"auto"`` → ``cuda`` if available else ``cpu``; otherwise the named device, checked (CUDA
+    present, and a ``cuda:N`` index below the number of visible devices)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -19,6 +20,12 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise LipbenchError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise LipbenchError(f"device {name!r} requested but CUDA is not available: use --device cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise LipbenchError(
+            f"--device {name}: this machine has {count} CUDA device(s) (cuda:0..cuda:{count - 1}); "
+            "use one of them, or cpu"
+        )
     return device
 
 

@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from lipbench.errors import LipbenchError
+
+if TYPE_CHECKING:
+    from lipbench.lipschitz.linearize import Builder
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,23 @@ class Equivariant(nn.Module):
         for g in elements[1:]:
             total = total + g.inverse_apply(self.denoiser(g.apply(x)))
         return total / len(elements)
+
+    def fast_linearization(self) -> Builder | None:
+        """The fast Jacobian products of :mod:`lipbench.lipschitz.linearize`: in mode ``"mean"`` over a
+        denoiser that has them, ``∂J_G`` from its ``∂J(T_g x)`` (:class:`GroupMeanLinearization`); else
+        None. A random-mode wrapper has no fixed Jacobian: refused, whatever the method."""
+        if self.mode == "random":
+            raise LipbenchError(
+                "a random-mode equivariant denoiser has no fixed Jacobian: "
+                "use its mode='mean' version or the denoiser it wraps"
+            )
+        from lipbench.lipschitz.linearize import GroupMeanLinearization, fast_linearization_of  # on use
+
+        build = fast_linearization_of(self.denoiser)
+        if build is None:
+            return None
+        elements = self.group.elements()
+        return lambda x: GroupMeanLinearization(build, elements, x)
 
 
 def equivariant(

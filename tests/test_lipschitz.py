@@ -9,14 +9,18 @@ from torch import nn
 
 from lipbench.errors import LipbenchError
 from lipbench.lipschitz import (
+    Autograd,
     LipschitzError,
+    PiecewiseLinear,
     Reflected,
     fne_penalty,
     interpolate,
     linearize,
+    piecewise_linear,
     spectral_norm,
     supports_fast_path,
 )
+from lipbench.lipschitz.linearize import GroupMeanLinearization, ReflectedLinearization
 from lipbench.models import DnCNN
 
 SHAPE = (3, 1, 7, 5)  # non-square
@@ -111,6 +115,55 @@ def test_fast_path_is_chosen_only_when_valid():
     assert not supports_fast_path(strided)
     with pytest.raises(TypeError, match="autograd path"):
         linearize(TanhNet(), _input(), method="fast")
+
+
+class UserStack(nn.Module):
+    """A user's own residual conv + LeakyReLU net (no DnCNN): the autograd path."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(4, 1, 3, padding=1))
+
+    def forward(self, x):
+        return x + self.layers(x)
+
+
+class UserStackWithHook(UserStack):
+    """The same net supplying its own fast path, as a ``module:factory`` model may."""
+
+    def fast_linearization(self):
+        return piecewise_linear(self.layers, residual=True)
+
+
+def test_a_users_model_supplies_its_own_fast_path():
+    from lipbench.groups import D4, equivariant
+
+    hooked, plain = _seeded(UserStackWithHook(), 8), _seeded(UserStack(), 8)  # the same weights
+    x = _input()
+    u = torch.randn(SHAPE, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    lin = linearize(hooked, x)
+    assert isinstance(lin, PiecewiseLinear) and supports_fast_path(hooked)
+    torch.testing.assert_close(lin.out, hooked(x), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(lin.jvp(u), torch.func.jvp(hooked, (x,), (u,))[1], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(lin.vjp(u), torch.func.vjp(hooked, x)[1](u)[0], rtol=1e-10, atol=1e-10)
+    g = torch.Generator().manual_seed(4)
+    fast = spectral_norm(hooked, x, max_iter=20000, tol=1e-13, generator=g)
+    torch.testing.assert_close(fast.sigma, exact_sigma(hooked, x), rtol=1e-5, atol=0)
+    # and inside the wrappers
+    assert isinstance(linearize(Reflected(hooked), x), ReflectedLinearization)
+    assert isinstance(linearize(Reflected(hooked), x).inner, PiecewiseLinear)
+    mean = linearize(equivariant(hooked, D4(), "mean"), x)
+    assert isinstance(mean, GroupMeanLinearization) and all(isinstance(p, PiecewiseLinear) for p in mean.parts)
+
+    # without the hook: the autograd path, the same numbers
+    assert not supports_fast_path(plain) and not supports_fast_path(equivariant(plain, D4(), "mean"))
+    assert isinstance(linearize(plain, x), Autograd)
+    assert isinstance(linearize(equivariant(plain, D4(), "mean"), x), Autograd)
+    with pytest.raises(TypeError, match="autograd path"):
+        linearize(plain, x, "fast")
+    torch.testing.assert_close(linearize(plain, x).jvp(u), lin.jvp(u), rtol=1e-10, atol=1e-10)
+    slow = spectral_norm(plain, x, max_iter=20000, tol=1e-13, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(slow.sigma, fast.sigma, rtol=1e-5, atol=0)
 
 
 @pytest.mark.parametrize(

@@ -70,17 +70,19 @@ def test_resume_refuses_a_changed_configuration(tmp_path):
         train(dataclasses.replace(TINY, lam=0.5), tmp_path, resume=True, progress=False)
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("factor", "message"), [(float("nan"), "non-finite loss nan"), (1e20, "diverged loss")])
+def test_non_finite_or_diverged_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, factor, message):
     real = training._data_loss
     calls = {"n": 0}
 
     def poisoned(kind, out, target):
         calls["n"] += 1
         loss = real(kind, out, target)
-        return loss * float("nan") if calls["n"] == 6 else loss
+        return loss * factor if calls["n"] == 6 else loss
 
     monkeypatch.setattr(training, "_data_loss", poisoned)
-    with pytest.raises(TrainingError, match=r"non-finite loss \(nan\) at step 6; the last good checkpoint is kept"):
+    (tmp_path / "model.pt").write_bytes(b"an earlier run's model")  # removed: it is not this run's
+    with pytest.raises(TrainingError, match=rf"{message} .* at step 6; model.pt is not written and the last good"):
         train(TINY, tmp_path, progress=False)
     payload = read_checkpoint(tmp_path / "checkpoint.pt")
     assert payload["step"] == 4 and all(torch.isfinite(t).all() for t in payload["model"].values())
@@ -109,15 +111,23 @@ def test_bad_settings_are_one_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit, match="2"):  # argparse refuses unknown choices
         main(["train", "--out", str(tmp_path), "--loss", "l3"])
     assert main(["train", "--out", str(tmp_path), "--lr", "0", "--quiet"]) == 2
-    assert "lr must be > 0" in capsys.readouterr().err
+    assert "--lr must be > 0, got 0.0" in capsys.readouterr().err
     base = tmp_path / "base"
     train(dataclasses.replace(TINY, steps=2, lam=0.0), base, progress=False)
     init = ["--init", str(base / "model.pt"), "--depth", "5", "--width", "8", "--dataset", "train400", "--quiet"]
     assert main(["train", "--out", str(tmp_path / "ft"), *init]) == 2
     assert "use the same architecture arguments" in capsys.readouterr().err
-    assert (
-        main(["train", "--out", str(tmp_path / "x"), "--device", "cuda:0", "--quiet"]) == 2 or torch.cuda.is_available()
-    )
+    absent = f"cuda:{torch.cuda.device_count()}" if torch.cuda.is_available() else "cuda:0"  # never present
+    assert main(["train", "--out", str(tmp_path / "x"), "--device", absent, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--device" in err and absent in err
+    with pytest.MonkeyPatch.context() as mp:  # the out-of-range index refusal, on any machine
+        mp.setattr(torch.cuda, "is_available", lambda: True)
+        mp.setattr(torch.cuda, "device_count", lambda: 1)
+        assert main(["train", "--out", str(tmp_path / "x"), "--device", "cuda:3", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--device cuda:3: this machine has 1 CUDA device(s) (cuda:0..cuda:0)" in err
+    assert not (tmp_path / "x").exists()  # refused before anything was written
 
 
 def test_the_probe_logs_the_converged_norm_and_leaves_the_run_unchanged(tmp_path):

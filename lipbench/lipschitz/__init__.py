@@ -1,6 +1,14 @@
 """Jacobian spectral norms and the firm-nonexpansiveness penalty."""
 
-from lipbench.lipschitz.linearize import Autograd, PiecewiseLinear, Reflected, linearize, supports_fast_path
+from lipbench.lipschitz.linearize import (
+    Autograd,
+    PiecewiseLinear,
+    Reflected,
+    SuppliesLinearization,
+    linearize,
+    piecewise_linear,
+    supports_fast_path,
+)
 from lipbench.lipschitz.penalty import Penalty, fne_penalty, interpolate
 from lipbench.lipschitz.power import LipschitzError, SpectralNorm, spectral_norm
 
@@ -11,9 +19,11 @@ __all__ = [
     "PiecewiseLinear",
     "Reflected",
     "SpectralNorm",
+    "SuppliesLinearization",
     "fne_penalty",
     "interpolate",
     "linearize",
+    "piecewise_linear",
     "spectral_norm",
     "supports_fast_path",
 ]

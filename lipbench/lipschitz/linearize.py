@@ -1,12 +1,12 @@
 """Jacobian-vector products ``J u`` and ``Jᵀ w`` of a network at a fixed point ``x``.
 
-Two implementations of one interface (:class:`Linearization`):
+Implementations of one interface (:class:`Linearization`):
 
 * :class:`PiecewiseLinear` — the fast path for conv + ReLU/LeakyReLU stacks (DnCNN, plain
-  ``nn.Sequential``): one forward records the activation slopes; ``J u`` and ``Jᵀ w`` are then
-  ``conv2d`` / ``conv_transpose2d`` chains with those slopes, no autograd. With grad enabled,
-  ``jvp`` is differentiable in the weights (the slopes are locally constant), which the
-  firm-nonexpansiveness penalty uses.
+  ``nn.Sequential``, a model of yours through :func:`piecewise_linear`): one forward records the
+  activation slopes; ``J u`` and ``Jᵀ w`` are then ``conv2d`` / ``conv_transpose2d`` chains with
+  those slopes, no autograd. With grad enabled, ``jvp`` is differentiable in the weights (the slopes
+  are locally constant), which the firm-nonexpansiveness penalty uses.
 * :class:`Autograd` — any differentiable ``f``: ``J u`` by forward-mode AD (``torch.func.jvp``),
   ``Jᵀ w`` by a vector-Jacobian product whose forward is recorded once. No setup cost; ``jvp``
   is differentiable in the weights.
@@ -15,12 +15,21 @@ Two implementations of one interface (:class:`Linearization`):
 * :class:`Traced` — any traceable ``f``: ``J u`` from ``torch.func.linearize`` (a traced graph of
   the JVP). Measured about 2.5× cheaper per iteration than :class:`Autograd` on DnCNN, after a
   one-off tracing cost of several forward+backward passes: worth it for long power iterations.
+
+Models supply their own fast path (this module imports none of them) by defining
+``fast_linearization()`` (:class:`SuppliesLinearization`): it returns a function ``x ↦`` their
+:class:`Linearization` at ``x``, or None when it has none in its present state. DnCNN returns
+:func:`piecewise_linear` of its layers, ``lipbench.groups.Equivariant`` (mode ``"mean"``) a
+:class:`GroupMeanLinearization` of its denoiser's; a user's model (``module:factory``) gets the fast path
+the same way. A plain ``nn.Sequential`` stack needs no hook, and :class:`Reflected` keeps its denoiser's.
+Every other model takes the autograd path.
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import torch
@@ -29,8 +38,6 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from lipbench.errors import LipbenchError
-from lipbench.groups import Equivariant
-from lipbench.models.dncnn import DnCNN
 
 Function = Callable[[torch.Tensor], torch.Tensor]
 
@@ -54,6 +61,28 @@ class Linearization(Protocol):
     def vjp(self, w: torch.Tensor) -> torch.Tensor: ...
 
 
+Builder = Callable[[torch.Tensor], Linearization]
+
+
+class SuppliesLinearization(Protocol):
+    """A model with its own fast path (see the module docstring)."""
+
+    def fast_linearization(self) -> Builder | None:
+        """``x ↦`` the model's linearization at ``x`` (its ``out`` being ``model(x)``), or None when none
+        applies in the model's present state. Cheap (no forward pass): :func:`linearize` asks for it
+        whatever the method, so a model with no fixed Jacobian refuses them all by raising a
+        :class:`~lipbench.errors.LipbenchError`."""
+        ...
+
+
+class Transform(Protocol):
+    """An orthogonal map with its inverse (a group element of ``lipbench.groups``)."""
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def inverse_apply(self, y: torch.Tensor) -> torch.Tensor: ...
+
+
 def _eligible(layer: nn.Module) -> bool:
     if isinstance(layer, nn.Conv2d):
         return (
@@ -67,27 +96,34 @@ def _eligible(layer: nn.Module) -> bool:
     return type(layer) in (nn.ReLU, nn.LeakyReLU, nn.Identity)
 
 
-def _structure(f: object) -> tuple[nn.Sequential, bool, bool] | None:
-    """``(body, residual, clamps)`` if ``f`` is a piecewise-linear conv stack, else None."""
-    if isinstance(f, DnCNN):
-        body, residual, clamps = f.body, f.residual, f.clamps
-    elif isinstance(f, nn.Sequential):
-        body, residual, clamps = f, False, False
-    else:
-        return None
+def piecewise_linear(body: nn.Sequential, *, residual: bool = False, clamps: bool = False) -> Builder | None:
+    """The fast path (:class:`PiecewiseLinear`) of ``x ↦ body(x)`` (``+ x`` when ``residual``; input and
+    output clamped to [0, 1] when ``clamps``) if every layer is a stride-1 zero-padded ``nn.Conv2d``,
+    an eval-mode batch-norm, a ReLU, LeakyReLU or Identity; else None. For ``fast_linearization()``."""
     if not all(_eligible(layer) for layer in body):
         return None
-    return body, residual, clamps
+    return functools.partial(PiecewiseLinear, body, residual=residual, clamps=clamps)
+
+
+def fast_linearization_of(f: object) -> Builder | None:
+    """``x ↦`` the fast linearization of ``f`` at ``x``, or None if ``f`` has no fast path: the one it
+    supplies (``fast_linearization()``), a plain ``nn.Sequential`` stack's, or :class:`Reflected`'s."""
+    if isinstance(f, Reflected):
+        inner = fast_linearization_of(f.denoiser)
+        return None if inner is None else lambda x: ReflectedLinearization(inner(x), x)
+    hook = getattr(f, "fast_linearization", None)
+    if callable(hook):
+        return hook()
+    return piecewise_linear(f) if isinstance(f, nn.Sequential) else None
 
 
 def supports_fast_path(f: object) -> bool:
-    """Whether the fast path applies: a conv + (Leaky)ReLU stack, possibly inside ``Reflected``
-    and/or an ``Equivariant`` mean."""
-    if isinstance(f, Reflected):
-        return supports_fast_path(f.denoiser)
-    if isinstance(f, Equivariant):
-        return f.mode == "mean" and supports_fast_path(f.denoiser)
-    return _structure(f) is not None
+    """Whether the fast path applies: a conv + (Leaky)ReLU stack or a model that supplies its own,
+    possibly inside ``Reflected`` and/or an ``Equivariant`` mean."""
+    try:
+        return fast_linearization_of(f) is not None
+    except LipbenchError:  # no fixed Jacobian at all (a random-mode Equivariant)
+        return False
 
 
 def _bn_scale(bn: _BatchNorm) -> torch.Tensor:
@@ -122,13 +158,13 @@ def _conv_transpose(r: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
 
 
 class PiecewiseLinear:
-    """Fast ``J u`` / ``Jᵀ w`` of a conv + (Leaky)ReLU stack at ``x`` (see the module docstring)."""
+    """Fast ``J u`` / ``Jᵀ w`` at ``x`` of a conv + (Leaky)ReLU stack ``body``, with the residual and
+    clamps of :func:`piecewise_linear` (see the module docstring)."""
 
-    def __init__(self, f: nn.Module, x: torch.Tensor) -> None:
-        structure = _structure(f)
-        if structure is None:
-            raise TypeError(f"{type(f).__name__} is not a conv + ReLU/LeakyReLU stack: use the autograd path")
-        body, self.residual, clamps = structure
+    def __init__(self, body: nn.Sequential, x: torch.Tensor, *, residual: bool = False, clamps: bool = False) -> None:
+        if not all(_eligible(layer) for layer in body):
+            raise TypeError(f"{type(body).__name__} is not a conv + ReLU/LeakyReLU stack: use the autograd path")
+        self.residual = residual
         self.in_mask = self.out_mask = None
         self.ops: list[tuple[str, object]] = []
         with torch.no_grad():
@@ -195,9 +231,10 @@ class GroupMeanLinearization:
     """``J_G = (1/|G|) Σ_g T_g⁻¹ J T_g``: ``∂J_G(x) u = (1/|G|) Σ_g T_g⁻¹ ∂J(T_g x) T_g u`` and, the
     ``T_g`` being orthogonal, the transpose is the same sum with ``∂J(T_g x)ᵀ``."""
 
-    def __init__(self, f: Equivariant, x: torch.Tensor, method: str) -> None:
-        self.elements = f.group.elements()
-        self.parts = [linearize(f.denoiser, g.apply(x), method) for g in self.elements]
+    def __init__(self, build: Builder, elements: Sequence[Transform], x: torch.Tensor) -> None:
+        """``build``: ``x ↦`` the linearization of ``J`` at ``x``; ``elements``: the ``T_g``."""
+        self.elements = list(elements)
+        self.parts = [build(g.apply(x)) for g in self.elements]
         self.out = self._mean([p.out for p in self.parts])
 
     def _mean(self, outs: list[torch.Tensor]) -> torch.Tensor:
@@ -247,19 +284,18 @@ METHODS = ("auto", "fast", "autograd", "traced")
 
 
 def linearize(f: Function, x: torch.Tensor, method: str = "auto") -> Linearization:
-    """Linearize ``f`` at ``x``. ``method``: ``"fast"`` (:class:`PiecewiseLinear`), ``"autograd"``,
-    ``"traced"``, or ``"auto"`` = fast when ``f`` is a conv + (Leaky)ReLU stack, else autograd."""
+    """Linearize ``f`` at ``x``. ``method``: ``"fast"`` (the fast path, see the module docstring),
+    ``"autograd"``, ``"traced"``, or ``"auto"`` = fast when ``f`` has a fast path, else autograd."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if isinstance(f, Equivariant) and f.mode == "random":
-        raise LipbenchError(
-            "a random-mode equivariant denoiser has no fixed Jacobian: "
-            "use its mode='mean' version or the denoiser it wraps"
-        )
-    if method in ("fast", "auto") and isinstance(f, Reflected):
+    if method in ("fast", "auto") and isinstance(f, Reflected):  # 2J − Id keeps J's own "auto" choice
         return ReflectedLinearization(linearize(f.denoiser, x, method), x)
-    if method in ("fast", "auto") and isinstance(f, Equivariant) and f.mode == "mean":
-        return GroupMeanLinearization(f, x, method)
-    if method == "fast" or (method == "auto" and supports_fast_path(f)):
-        return PiecewiseLinear(f, x)
+    build = fast_linearization_of(f)  # asked whatever the method: a model with no fixed Jacobian raises
+    if method in ("fast", "auto") and build is not None:
+        return build(x)
+    if method == "fast":
+        raise TypeError(
+            f"{type(f).__name__} has no fast path (not a conv + ReLU/LeakyReLU stack, "
+            "no fast_linearization()): use the autograd path"
+        )
     return Traced(f, x) if method == "traced" else Autograd(f, x)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from lipbench.models.clamping import EvalClamped
 from lipbench.models.registry import register
+
+if TYPE_CHECKING:
+    from lipbench.lipschitz.linearize import Builder
 
 ACTIVATIONS = ("leaky_relu", "relu")
 
@@ -52,3 +57,10 @@ class DnCNN(EvalClamped):
     def denoise(self, x: torch.Tensor) -> torch.Tensor:
         out = self.body(x)
         return out + x if self.residual else out
+
+    def fast_linearization(self) -> Builder | None:
+        """The fast Jacobian products of :mod:`lipbench.lipschitz.linearize`: a conv + (Leaky)ReLU stack
+        with the residual and the eval-mode clamps (None with batch-norm in training mode)."""
+        from lipbench.lipschitz.linearize import piecewise_linear  # on use: importing a model loads no solver
+
+        return piecewise_linear(self.body, residual=self.residual, clamps=self.clamps)
