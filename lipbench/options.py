@@ -138,7 +138,7 @@ def add_options(
         if default is dataclasses.MISSING:
             kwargs = {"required": True, "metavar": meta["metavar"]}
         if meta["choices"] is not None:
-            kwargs.update(choices=meta["choices"], metavar=meta["metavar"])
+            kwargs["choices"] = meta["choices"]
         shown = meta["none"] if default is None and meta["none"] else "%(default)s"
         if isinstance(default, tuple):
             kwargs["default"] = list(default)
@@ -157,11 +157,8 @@ def add_options(
 
 
 def from_args(cls: type, args: argparse.Namespace, **extra: Any) -> Any:
-    """An instance of ``cls`` from the parsed ``args`` (every field present in them) and ``extra``."""
+    """An instance of ``cls`` from the parsed ``args`` (every field present in them) and ``extra``;
+    argparse's lists become the fields' tuples."""
     names = {f.name for f in dataclasses.fields(cls)}
-    values = {k: v for k, v in vars(args).items() if k in names}
-    values.update(extra)
-    for f in dataclasses.fields(cls):
-        if isinstance(default_of(cls, f.name), tuple) and isinstance(values.get(f.name), list):
-            values[f.name] = tuple(values[f.name])
-    return cls(**values)
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items() if k in names}
+    return cls(**{**values, **extra})

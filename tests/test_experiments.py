@@ -115,8 +115,8 @@ def test_pnp_errors_are_one_clear_line(tmp_path, tiny_checkpoint):
         (["--checkpoint", tiny_checkpoint, "--kernel-sigma", "levin1:0.01"], "is not KERNEL=SIGMA"),
         (["--checkpoint", tiny_checkpoint, "--kernel-sigma", "levin3=0.01"], "names kernels that are not run"),
         (["--checkpoint", tiny_checkpoint, "--equivariance", "random", "--group", "d8"], "unknown group 'd8'"),
-        (["--checkpoint", tiny_checkpoint, "--gamma-unit", "relative"], "--gamma-unit) must be 'absolute' (γ = gamma)"),
-        (["--checkpoint", tiny_checkpoint, "--gamma", "0"], "--gamma 1 --gamma-unit lipschitz"),
+        (["--checkpoint", tiny_checkpoint, "--gamma-unit", "relative"], "argument --gamma-unit: invalid choice"),
+        (["--checkpoint", tiny_checkpoint, "--gamma", "0"], "--gamma must be > 0, got 0.0"),
     ]
     for extra, message in cases:
         cmd = [sys.executable, "-m", "lipbench.cli", "pnp", "--out", str(tmp_path / "o"), "--crop", "32", *extra]
