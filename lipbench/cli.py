@@ -201,6 +201,10 @@ def cmd_grid(args: argparse.Namespace) -> int:
     from lipbench.calibration import assess, grid_table, summary, write_grid
     from lipbench.outputs import read_tables
 
+    if not 0 < args.no_effect <= 1:
+        raise LipbenchError(f"--no-effect must be a relative reduction in (0, 1], got {args.no_effect}")
+    if not 0 < args.target < float("inf"):
+        raise LipbenchError(f"--target must be a finite number > 0, got {args.target}")
     lip = read_tables(args.lipschitz, ["lam", "point", "operator", "element", "lip2_Q"])
     table = grid_table(lip, args.no_effect, args.target)
     verdict = assess(table, args.no_effect, args.target)
@@ -378,7 +382,7 @@ def _aggregate(p: argparse.ArgumentParser) -> None:
 
 
 def _grid(p: argparse.ArgumentParser) -> None:
-    from lipbench.calibration import NO_EFFECT_RTOL
+    from lipbench.calibration import NO_EFFECT_RTOL, TARGET
 
     p.add_argument("--lipschitz", nargs="+", required=True, help="tables of `lipbench lipschitz`, λ = 0 included")
     p.add_argument("--out", required=True, help="folder for grid.csv, grid.md, grid.tex")
@@ -389,7 +393,7 @@ def _grid(p: argparse.ArgumentParser) -> None:
         help="a smaller relative reduction of max ‖∂Q‖² from λ = 0 is no effect (default: %(default)s)",
     )
     p.add_argument(
-        "--target", type=float, default=1.0, help="max ‖∂Q‖² the largest λ must reach (default: %(default)s)"
+        "--target", type=float, default=TARGET, help="max ‖∂Q‖² the largest λ must reach (default: %(default)s)"
     )
     p.add_argument("--strict", action="store_true", help="exit 1 when the grid does not span both ends")
 

@@ -71,6 +71,8 @@ def _cases(good: str, nan: str) -> list[tuple[list[str], str]]:
         ([*tv, "--weights", "-1", "0.1", "1"], "--weights must be > 0, got -1.0"),
         ([*tv, "--prox-iters", "0"], "--prox-iters must be >= 1, got 0"),
         ([*tv, "--gamma", "3"], "γ‖AᵀA‖ = 3"),
+        (["grid", "--lipschitz", "t.csv", "--no-effect", "nan"], "--no-effect must be a relative reduction in (0, 1]"),
+        (["grid", "--lipschitz", "t.csv", "--target", "inf"], "--target must be a finite number > 0, got inf"),
     ]
 
 
