@@ -21,7 +21,7 @@ from lipbench.groups import D4, equivariant
 from lipbench.lipschitz import interpolate, linearize
 from lipbench.lipschitz.lanczos import lanczos
 from lipbench.lipschitz.linearize import ReflectedLinearization
-from lipbench.lipschitz.power import LipschitzError, power_iteration
+from lipbench.lipschitz.power import power_iteration
 from lipbench.models import denoiser_label, load_model, read_checkpoint
 from lipbench.observe import centre_crop
 from lipbench.options import check, default_of, option
@@ -92,9 +92,7 @@ def _points(settings: LipschitzSettings, model, ids, images, sigma) -> dict[str,
             interpolate(model, x[None], y[None], generator("lipschitz-tau", i, settings.seed))[0]
             for i, x, y in zip(ids, images, noisy, strict=True)
         ]
-    if "pnp" in settings.points:
-        if settings.pnp_final is None:
-            raise LipbenchError("point 'pnp' needs --pnp-final (the final.pt written by `lipbench pnp`)")
+    if "pnp" in settings.points:  # with pnp_final (LipschitzSettings checks)
         finals = torch.load(settings.pnp_final, map_location="cpu", weights_only=True)
         for key, x in finals.items():
             out.setdefault("pnp", []).append(x)
@@ -131,6 +129,24 @@ def _per_element_norms(
     return {str(g): out[str(g)] for g in elements}
 
 
+def _evaluated(
+    settings: LipschitzSettings | DenoiseSettings, root: str | None, dev: torch.device
+) -> tuple[dict, torch.nn.Module, float, list[str], list[torch.Tensor]]:
+    """What both evaluations start from: the checkpoint's payload and model, the noise level (the
+    training one unless given), and the test images (centre-cropped if asked) with their ids."""
+    payload = read_checkpoint(settings.checkpoint, map_location=dev)
+    sigma = settings.sigma if settings.sigma is not None else training_sigma(payload)
+    model = load_model(settings.checkpoint, map_location=dev, payload=payload)
+    images = load_images(settings.dataset, root)
+    if settings.crop is not None:
+        images = [centre_crop(x, settings.crop) for x in images]
+    return payload, model, sigma, image_ids(settings.dataset, root), images
+
+
+def _lam(payload: dict) -> float:
+    return payload.get("train_config", {}).get("lam", float("nan"))
+
+
 def evaluate_lipschitz(settings: LipschitzSettings, *, root: str | None = None, device: str = "auto") -> pd.DataFrame:
     """One row per image × point × operator (see the module docstring)."""
     with tf32(settings.tf32):
@@ -138,19 +154,8 @@ def evaluate_lipschitz(settings: LipschitzSettings, *, root: str | None = None, 
 
 
 def _evaluate_lipschitz(settings: LipschitzSettings, root: str | None, device: str) -> pd.DataFrame:
-    unknown = sorted(set(settings.points) - set(POINTS))
-    if unknown:
-        raise LipbenchError(f"unknown point kind(s) {unknown}: choose from {POINTS}")
-    if settings.solver not in SOLVERS:
-        raise LipschitzError(f"unknown spectral-norm solver {settings.solver!r}: choose from {tuple(SOLVERS)}")
     dev = resolve_device(device)
-    payload = read_checkpoint(settings.checkpoint, map_location=dev)
-    sigma = settings.sigma if settings.sigma is not None else training_sigma(payload)
-    model = load_model(settings.checkpoint, map_location=dev, payload=payload)
-    ids = image_ids(settings.dataset, root)
-    images = load_images(settings.dataset, root)
-    if settings.crop is not None:
-        images = [centre_crop(x, settings.crop) for x in images]
+    payload, model, sigma, ids, images = _evaluated(settings, root, dev)
     points = _points(settings, model, ids, images, sigma)
     point_ids = points.pop("pnp_ids", None)
     group, mean = D4(), equivariant(model, D4(), "mean")
@@ -176,7 +181,7 @@ def _evaluate_lipschitz(settings: LipschitzSettings, root: str | None, device: s
                         }
                     )  # fmt: skip
     table = pd.DataFrame(rows)
-    table.insert(0, "lam", payload.get("train_config", {}).get("lam", float("nan")))
+    table.insert(0, "lam", _lam(payload))
     table.insert(0, "denoiser", denoiser_label(payload))
     return table
 
@@ -188,13 +193,7 @@ def denoising_psnr(settings: DenoiseSettings, *, root: str | None = None, device
     from lipbench.metrics import psnr
 
     dev = resolve_device(device)
-    payload = read_checkpoint(settings.checkpoint, map_location=dev)
-    sigma = settings.sigma if settings.sigma is not None else training_sigma(payload)
-    model = load_model(settings.checkpoint, map_location=dev, payload=payload)
-    ids = image_ids(settings.dataset, root)
-    images = load_images(settings.dataset, root)
-    if settings.crop is not None:
-        images = [centre_crop(x, settings.crop) for x in images]
+    payload, model, sigma, ids, images = _evaluated(settings, root, dev)
     rows = []
     with torch.no_grad(), tf32(settings.tf32):
         for i, x in zip(ids, images, strict=True):
@@ -203,6 +202,6 @@ def denoising_psnr(settings: DenoiseSettings, *, root: str | None = None, device
             rows.append({"image": i, "sigma": sigma, "psnr_noisy": psnr(y, x).item(), "psnr": psnr(out, x).item()})
     table = pd.DataFrame(rows)
     table.insert(0, "denoiser", denoiser_label(payload))
-    table.insert(1, "lam", payload.get("train_config", {}).get("lam", float("nan")))
+    table.insert(1, "lam", _lam(payload))
     table.insert(2, "dataset", settings.dataset)
     return table

@@ -21,22 +21,30 @@ class Blur:
     ``kernel`` may also be a sequence of kernels (any odd sizes): sample ``b`` of the batch is then
     blurred with kernel ``b``, so one batch holds every image × kernel pair of an experiment.
 
+    ``name`` names the kernel (in errors), or each kernel of a batch.
+
     Kernels are validated as blur kernels (non-negative, summing to 1); ``normalised=False`` accepts
     any finite odd square kernel (another sum, negative entries), whose ``‖AᵀA‖`` is not 1.
     """
 
     def __init__(
-        self, kernel: torch.Tensor | Sequence[torch.Tensor], *, name: str = "kernel", normalised: bool = True
+        self,
+        kernel: torch.Tensor | Sequence[torch.Tensor],
+        *,
+        name: str | Sequence[str] = "kernel",
+        normalised: bool = True,
     ) -> None:
         self.batched = not isinstance(kernel, torch.Tensor)
         kernels = list(kernel) if self.batched else [kernel]
         if not kernels:
             raise ValueError("Blur needs at least one kernel")
-        self.kernels = [
-            validate_kernel(k, f"{name}[{i}]" if self.batched else name, normalised=normalised)
-            for i, k in enumerate(kernels)
-        ]
-        self.name = name
+        if isinstance(name, str):
+            self.names = [f"{name}[{i}]" for i in range(len(kernels))] if self.batched else [name]
+        elif len(name) == len(kernels):
+            self.names = list(name)
+        else:
+            raise ValueError(f"Blur got {len(name)} names for {len(kernels)} kernels")
+        self.kernels = [validate_kernel(k, n, normalised=normalised) for k, n in zip(kernels, self.names, strict=True)]
         self._spectra: dict[tuple[int, int, torch.device, torch.dtype], torch.Tensor] = {}
 
     @property

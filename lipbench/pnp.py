@@ -59,7 +59,7 @@ def check_step_sizes(A: Blur, shape: tuple[int, int], steps: torch.Tensor) -> No
     if products[worst] >= 2:
         raise StepSizeError(
             f"step size γ = {gammas[worst]:g} gives γ‖AᵀA‖ = {products[worst]:.4g} for "
-            f"{f'{A.name}[{worst}]' if A.batched else A.name} on a {shape[0]}×{shape[1]} grid: PnP-PGD converges "
+            f"{A.names[worst]} on a {shape[0]}×{shape[1]} grid: PnP-PGD converges "
             "only for γ < 2/‖AᵀA‖ (2 for a normalised blur); lower --gamma, or pass --allow-large-step to study "
             "divergence"
         )

@@ -30,7 +30,7 @@ from lipbench.observe import centre_crop, observe
 from lipbench.options import option, problems
 from lipbench.outputs import remove_outputs, save_png, write_json, write_table
 from lipbench.physics import Blur, check_fits
-from lipbench.pnp import GAMMA_UNITS, check_step_sizes, pnp_pgd, step_sizes
+from lipbench.pnp import GAMMA_UNITS, pnp_pgd
 from lipbench.precision import tf32, to_channels_last
 from lipbench.seeding import derive_seed
 
@@ -145,13 +145,10 @@ def _run_pnp(
     records, finals, iterates = [], [], {}
     for batch in _batches([tuple(x.shape) for x in images], jobs, settings.max_batch):
         x_true = torch.stack([images[i] for i, _ in batch]).to(dev)
-        A = Blur([kernels[k] for _, k in batch])
+        A = Blur([kernels[k] for _, k in batch], name=[k for _, k in batch])
         y = torch.stack(
             [observe(images[i], Blur(kernels[k], name=k), settings.noise(k), ids[i], k) for i, k in batch]
         ).to(dev)
-        for k in dict.fromkeys(k for _, k in batch) if not settings.allow_large_step else ():
-            blur, shape = Blur(kernels[k], name=k), tuple(y.shape[-2:])  # the check of pnp_pgd, naming the kernel
-            check_step_sizes(blur, shape, step_sizes(blur, shape, settings.gamma, settings.gamma_unit))
         denoiser = compiled
         if group is not None:
             g = (

@@ -151,6 +151,13 @@ def test_invalid_kernels_are_rejected():
         Blur(torch.tensor([[0.0, 0, 0], [-0.5, 1.0, 0.5], [0, 0, 0]]))
     with pytest.raises(ValueError, match=r"B×C×H×W"):
         Blur(load_kernel("square_7"))(torch.rand(5, 5))
+    good, bad = load_kernel("square_7"), torch.full((3, 3), 0.2)
+    with pytest.raises(KernelError, match=r"kernel mine sums to 1.8"):  # each kernel of a batch by its name
+        Blur([good, bad], name=["square_7", "mine"])
+    with pytest.raises(KernelError, match=r"kernel kernel\[1\] sums to 1.8"):
+        Blur([good, bad])
+    with pytest.raises(ValueError, match="1 names for 2 kernels"):
+        Blur([good, good], name=["square_7"])
 
 
 def test_noise_is_reproducible_and_has_the_right_std():
