@@ -1,7 +1,10 @@
 # lipbench: train denoisers over a λ grid, measure their Lipschitz constants, run PnP and
-# equivariant PnP, aggregate. `snakemake --cores all` (config/config.yaml), or
-# `snakemake --cores all --configfile config/ci.yaml`. Every step is a `lipbench` command.
-from snakemake.utils import min_version, validate
+# equivariant PnP, aggregate, and compare with the published reference. `snakemake --cores all`
+# (config/config.yaml: the quick run) or `--configfile config/ci.yaml`. Every rule is one
+# `lipbench` step; docs/workflow.md draws the graph.
+from snakemake.utils import min_version
+
+from lipbench.workflow.config import validated
 
 min_version("9.0")
 
@@ -11,8 +14,8 @@ if not config:  # the quick run by default; a --configfile replaces it instead o
     configfile: "config/config.yaml"
 
 
-
-validate(config, "workflow/schemas/config.schema.yaml")
+# the schema (workflow/schemas/config.schema.yaml + every step's options), the workflow's defaults
+config.update(validated(config))
 
 
 include: "workflow/rules/common.smk"
@@ -22,6 +25,7 @@ include: "workflow/rules/lipschitz.smk"
 include: "workflow/rules/pnp.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/reference.smk"
 
 
 report: "workflow/report/workflow.rst"
@@ -33,4 +37,9 @@ rule all:
         f"{OUT}/tables/results.csv",
         expand(f"{OUT}/tables/grid.{{ext}}", ext=["csv", "md", "tex"]),
         expand(f"{OUT}/figures/{{figure}}.{{ext}}", figure=FIGURES, ext=["pdf", "png"]),
+        f"{OUT}/reference.md",
     default_target: True
+
+
+onsuccess:
+    print_reference(f"{OUT}/reference.md")

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from lipbench.models import DnCNN
-from lipbench.precision import tf32
+from lipbench.plumbing.precision import tf32
 
 SHAPES = {"8x40x40": (8, 1, 40, 40), "1x256x256": (1, 1, 256, 256)}
 # The device the benchmarks run on: cpu by default, cuda in benchmarks/gpu.sh.

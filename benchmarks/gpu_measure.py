@@ -39,18 +39,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import paper_estimate
 
-import lipbench.training
+import lipbench.steps.train
 from lipbench.data import PatchSampler, load_images, load_kernel
-from lipbench.device import compile_denoiser, resolve_device
-from lipbench.evaluate import DenoiseSettings, denoising_psnr
-from lipbench.io import atomic_write
 from lipbench.lipschitz import Reflected, spectral_norm
 from lipbench.models import DnCNN
-from lipbench.physics import Blur
-from lipbench.pnp import pnp_pgd
-from lipbench.precision import tf32
-from lipbench.restore import PnPSettings, run_pnp
-from lipbench.training import TrainConfig, initial_state, train, train_step
+from lipbench.plumbing.device import compile_denoiser, resolve_device
+from lipbench.plumbing.io import atomic_write
+from lipbench.plumbing.precision import tf32
+from lipbench.restoration.physics import Blur
+from lipbench.restoration.pnp import pnp_pgd
+from lipbench.steps.denoise import DenoiseSettings, denoising_psnr
+from lipbench.steps.pnp import PnPSettings, run_pnp
+from lipbench.steps.train import TrainConfig, initial_state, train, train_step
 
 REPO = Path(__file__).resolve().parents[1]
 MACS_PER_PIXEL = {20: 9 * (64 + 18 * 64 * 64 + 64)}  # DnCNN-20/64, grey: 3×3 convolutions
@@ -221,7 +221,7 @@ def precision_effects(sizes: Sizes, device: torch.device, root: str | None) -> d
     Kaiming-normal weights: a Jacobian far from the identity) at two noisy BSD10 images to the paper's
     tolerance, and the training penalty's σ² on a batch of patches under bf16 autocast."""
     from lipbench.lipschitz import fne_penalty
-    from lipbench.precision import autocast
+    from lipbench.plumbing.precision import autocast
 
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     model = _model(sizes, device)
@@ -308,7 +308,7 @@ def paper_slice(sizes: Sizes, device: torch.device, root: str | None, work: Path
     load_s, images = _seconds(lambda: load_images("bsd400", root), device)
     out["load_bsd400_s"] = load_s
     # time the steps, not the JPEG decoding (timed above): train() gets the images already loaded
-    with mock.patch.object(lipbench.training, "load_images", lambda *a, **k: images):
+    with mock.patch.object(lipbench.steps.train, "load_images", lambda *a, **k: images):
         seconds, base_path = _seconds(
             lambda: train(base, work / "base", device=str(device), root=root, progress=False), device
         )

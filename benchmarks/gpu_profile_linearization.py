@@ -19,7 +19,7 @@ from gpu_measure import timed
 
 from lipbench.lipschitz import linearize
 from lipbench.models import DnCNN
-from lipbench.precision import tf32
+from lipbench.plumbing.precision import tf32
 
 
 def main() -> int:

@@ -10,7 +10,7 @@ D=${1:-/tmp/lambda-sweep}
 mkdir -p "$D"
 mapfile -t ARGS < <(python - <<'PY'
 import yaml
-from lipbench.workflow import base_args, finetune_args, lipschitz_args
+from lipbench.workflow.rules import base_args, finetune_args, lipschitz_args
 c = yaml.safe_load(open("config/config.yaml"))
 c["train"]["power_iters"] = 3  # the variants set their own
 print(base_args(c)); print(finetune_args(c)); print(lipschitz_args(c))

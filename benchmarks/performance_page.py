@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import paper_estimate
 
-from lipbench.io import atomic_write
+from lipbench.plumbing.io import atomic_write
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"

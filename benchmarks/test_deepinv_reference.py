@@ -12,7 +12,7 @@ Each group's baseline is deepinv; the ratio is lipbench's time ÷ deepinv's, mea
   the fast path of recorded activation slopes, under ``no_grad``).
 * ``deepinv-pnp-iteration[<size>]``: ``ITERS`` iterations of PnP-PGD on ``test_pnp_iteration.py``'s problem,
   ``x ← clamp(D(x − γ Aᵀ(A x − y)), 0, 1)`` from ``x₀ = y``: deepinv's ``PGD`` (``PnP`` prior, ``L2`` data
-  fidelity, its own ``BlurFFT`` built to equal lipbench's ``Blur``) vs ``lipbench.pnp.pnp_pgd``; the same
+  fidelity, its own ``BlurFFT`` built to equal lipbench's ``Blur``) vs ``lipbench.restoration.pnp.pnp_pgd``; the same
   ``ITERS`` denoiser calls and ``ITERS`` A, Aᵀ pairs. lipbench also records ‖x_k − x_{k−1}‖ and the PSNR at
   every iteration, as in ``test_pnp_iteration.py``; deepinv computes no metrics (``compute_metrics=False``).
 
@@ -27,8 +27,8 @@ import torch
 from lipbench.data import load_kernel
 from lipbench.lipschitz import spectral_norm
 from lipbench.models import DnCNN
-from lipbench.physics import Blur
-from lipbench.pnp import pnp_pgd
+from lipbench.restoration.physics import Blur
+from lipbench.restoration.pnp import pnp_pgd
 
 deepinv = pytest.importorskip(
     "deepinv",

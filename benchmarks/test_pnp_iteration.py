@@ -8,10 +8,10 @@ import torch
 from conftest import DEVICE, synced
 
 from lipbench.data import load_kernel
-from lipbench.groups import D4, equivariant
 from lipbench.models import DnCNN
-from lipbench.physics import Blur
-from lipbench.pnp import pnp_pgd
+from lipbench.restoration.groups import D4, equivariant
+from lipbench.restoration.physics import Blur
+from lipbench.restoration.pnp import pnp_pgd
 
 ITERS = 3
 ROUNDS = {

@@ -15,9 +15,9 @@ from conftest import DEVICE, synced
 from lipbench.data import PatchSampler, load_kernel
 from lipbench.lipschitz import linearize
 from lipbench.models import DnCNN
-from lipbench.physics import Blur
-from lipbench.pnp import pnp_pgd
-from lipbench.training import TrainConfig, initial_state, train_step
+from lipbench.restoration.physics import Blur
+from lipbench.restoration.pnp import pnp_pgd
+from lipbench.steps.train import TrainConfig, initial_state, train_step
 
 ROUNDS = {"rounds": 7, "iterations": 1, "warmup_rounds": 2}
 SIDES = (128, 256, 512)  # pixels: 16384, 65536, 262144

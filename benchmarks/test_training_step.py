@@ -11,7 +11,7 @@ from conftest import DEVICE, synced
 from peak_memory import CPU_SUPPORTED, peak_extra_bytes
 
 from lipbench.data import PatchSampler
-from lipbench.training import TrainConfig, initial_state, train_step
+from lipbench.steps.train import TrainConfig, initial_state, train_step
 
 ROUNDS = {
     "rounds": 5 if DEVICE.type == "cpu" else 30,

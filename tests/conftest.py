@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from lipbench.precision import tf32
+from lipbench.plumbing.precision import tf32
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,8 @@ import re
 import pandas as pd
 import pytest
 
-from lipbench.aggregate import aggregate, convergence_stats, convergence_table, provenance, psnr_table
-from lipbench.outputs import write_formatted
+from lipbench.plumbing.io import write_formatted
+from lipbench.steps.aggregate import aggregate, convergence_stats, convergence_table, provenance, psnr_table
 
 
 def _records() -> pd.DataFrame:
@@ -180,7 +180,7 @@ def test_every_denoiser_is_a_row_in_input_order_and_the_tv_choice_is_recorded(tm
 
 
 def test_figures_label_the_grid_by_lambda_and_other_denoisers_by_name():
-    from lipbench.figures import grid_denoiser, labelled
+    from lipbench.steps.figures import grid_denoiser, labelled
 
     table = pd.DataFrame(
         {"denoiser": ["tv", "dncnn", "certified", "dncnn", "dncnn"], "lam": [math.nan, 0.1, 0.0, 0.0, 1e-5]}

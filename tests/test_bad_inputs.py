@@ -10,11 +10,11 @@ import torch
 import yaml
 
 from lipbench.cli import main
-from lipbench.training import TrainConfig, train
+from lipbench.steps.train import TrainConfig, train
 
 TINY = TrainConfig(model_kwargs={"depth": 2, "width": 4}, dataset="train400", max_images=2, patch_size=16,
                    batch_size=2, steps=2, probe_size=0)  # fmt: skip
-TRAIN = ["--depth", "2", "--width", "4", "--dataset", "train400", "--max-images", "2", "--patch-size", "16",
+TRAIN = ["--model-kwargs", "depth=2", "width=4", "--dataset", "train400", "--max-images", "2", "--patch-size", "16",
          "--batch-size", "2", "--steps", "2", "--probe-size", "0", "--quiet"]  # fmt: skip
 
 
@@ -43,7 +43,7 @@ def _cases(good: str, nan: str) -> list[tuple[list[str], str]]:
         (["train", *TRAIN, "--lr", "nan"], "--lr must be a finite number > 0, got nan"),
         (["train", *TRAIN, "--steps", "0"], "--steps must be >= 1, got 0"),
         (["train", *TRAIN, "--loss", "l3"], "argument --loss: invalid choice: 'l3'"),
-        (["train", *TRAIN, "--model-kwargs", "[1]"], "--model-kwargs must be a JSON object"),
+        (["train", *TRAIN[3:], "--model-kwargs", "[1]"], "--model-kwargs '[1]' is not a JSON object"),
         (["train", *TRAIN, "--init", nan], f"checkpoint {nan} has non-finite weights"),
         (["train", *TRAIN, "--lr", "1e12", "--clip", "0", "--steps", "30"], "model.pt is not written"),
         ([*pnp, "--gamma", "2.5"], "γ‖AᵀA‖ = 2.5 for levin1 on a 20×20 grid"),
@@ -71,7 +71,7 @@ def _cases(good: str, nan: str) -> list[tuple[list[str], str]]:
         ([*tv, "--weights", "-1", "0.1", "1"], "--weights must be > 0, got -1.0"),
         ([*tv, "--prox-iters", "0"], "--prox-iters must be >= 1, got 0"),
         ([*tv, "--gamma", "3"], "γ‖AᵀA‖ = 3"),
-        (["grid", "--lipschitz", "t.csv", "--no-effect", "nan"], "--no-effect must be a relative reduction in (0, 1]"),
+        (["grid", "--lipschitz", "t.csv", "--no-effect", "nan"], "--no-effect must be a finite number > 0 and <= 1"),
         (["grid", "--lipschitz", "t.csv", "--target", "inf"], "--target must be a finite number > 0, got inf"),
     ]
 
@@ -137,5 +137,5 @@ def test_check_config_names_the_file_line_or_key(tmp_path, capsys, text, expecte
         path.write_text(text)
     assert main(["check-config", str(REPO / "config" / "ci.yaml"), str(path)]) == 2
     out, err = capsys.readouterr()
-    assert out.startswith(f"{REPO / 'config' / 'ci.yaml'}: ok (results/ci, ")
+    assert out.startswith(f"{REPO / 'config' / 'ci.yaml'}: ok (runs/ci, ")
     assert err.count("\n") == 1 and expected.format(path=path) in err, err

@@ -10,14 +10,13 @@ import torch
 from scipy.ndimage import correlate
 from skimage.restoration import denoise_tv_chambolle
 
-from lipbench.baseline import chosen_weight, tune_tv, tuning_settings, write_tv
 from lipbench.cli import main
-from lipbench.data import image_ids, load_images, load_kernel
-from lipbench.errors import LipbenchError
+from lipbench.data import centre_crop, image_ids, load_images, load_kernel
 from lipbench.models import TVDenoiser, denoiser_label, load_model, read_checkpoint
-from lipbench.observe import centre_crop, observe
-from lipbench.physics import Blur
-from lipbench.restore import PnPSettings, run_pnp
+from lipbench.plumbing.errors import LipbenchError
+from lipbench.restoration.physics import Blur, observe
+from lipbench.steps.pnp import PnPSettings, run_pnp
+from lipbench.steps.tune_tv import chosen_weight, tune_tv, tuning_settings, write_tv
 
 SETTINGS = PnPSettings(checkpoint="", dataset="train400", kernels=("levin1",), iters=15, crop=24, max_batch=4)
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lipbench.calibration import assess, grid_table, summary
-from lipbench.errors import LipbenchError
+from lipbench.plumbing.errors import LipbenchError
+from lipbench.steps.grid import assess, grid_table, summary
 
 
 def _lipschitz(worst: dict[float, float], points: tuple[str, ...] = ("noisy", "tilde")) -> pd.DataFrame:

@@ -13,8 +13,8 @@ from lipbench.lipschitz import spectral_norm, supports_fast_path
 from lipbench.lipschitz.linearize import Reflected
 from lipbench.models import CertifiedDenoiser, build, certified, load_model, save_checkpoint
 from lipbench.models.certified import AOLConv, SLLBlock, aol_scale, gram_kernel, sll_scale
-from lipbench.physics import Blur
-from lipbench.pnp import pnp_pgd
+from lipbench.restoration.physics import Blur
+from lipbench.restoration.pnp import pnp_pgd
 
 TOL = 1e-10
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from lipbench.cli import main
-from lipbench.compare import DEFAULT_TOLERANCES, compare, parse_tolerances
-from lipbench.errors import LipbenchError
+from lipbench.plumbing.errors import LipbenchError
+from lipbench.steps.compare import DEFAULT_TOLERANCES, compare, parse_tolerances
 
 GOLDEN = Path(__file__).parent / "golden" / "ci" / "results.csv"
 

@@ -15,8 +15,8 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
 from lipbench.cli import main
-from lipbench.data import load_images, load_kernel
-from lipbench.observe import centre_crop, observation_seed
+from lipbench.data import centre_crop, load_images, load_kernel
+from lipbench.restoration.physics import observation_seed
 
 
 def test_degrade_bsd10_crops(tmp_path, capsys):

@@ -13,11 +13,10 @@ import scipy.ndimage
 import torch
 
 from lipbench.cli import main
-from lipbench.data import image_ids, load_images, load_kernel
-from lipbench.metrics import psnr
+from lipbench.data import centre_crop, image_ids, load_images, load_kernel
 from lipbench.models import DnCNN, load_model, save_checkpoint
-from lipbench.observe import centre_crop, observe
-from lipbench.physics import Blur
+from lipbench.restoration.metrics import psnr
+from lipbench.restoration.physics import Blur, observe
 
 
 def _checkpoint(path, depth, width, seed=0):
@@ -149,8 +148,8 @@ def test_spectral_norms_match_exact_svds_of_the_jacobians(solver):
     singular values of the dense Jacobians (3 noisy 12×12 BSD10 crops: 144×144 matrices).
     Measured: Lanczos within 7e-4 of the exact σ (one ‖∂Q‖ sample converged to a lower singular
     value), power iteration within 3e-3 (it creeps on clustered spectra); Lanczos in 14x fewer products."""
-    from lipbench.evaluate import LipschitzSettings, _norms
-    from lipbench.groups import D4, equivariant
+    from lipbench.restoration.groups import D4, equivariant
+    from lipbench.steps.lipschitz import LipschitzSettings, _norms
 
     torch.manual_seed(0)
     model = DnCNN(depth=5, width=16).eval()

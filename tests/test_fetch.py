@@ -19,7 +19,7 @@ import torch
 from lipbench.cli import main
 from lipbench.data import SOURCES, load_images, load_kernel, verify
 from lipbench.data.fetch import checksums, fetch, safe_target
-from lipbench.errors import ChecksumError, FetchError
+from lipbench.plumbing.errors import ChecksumError, FetchError
 
 PREFIX = "BSR/BSDS500/data/images/"
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from lipbench.errors import LipbenchError
-from lipbench.groups import D4, Element, Flips, Product, Rotations, Shifts, build_group, equivariant
 from lipbench.models import DnCNN
+from lipbench.plumbing.errors import LipbenchError
+from lipbench.restoration.groups import D4, Element, Flips, Product, Rotations, Shifts, build_group, equivariant
 
 GROUPS = [D4(), Rotations(), Flips(), Shifts(-3, 2), Product(D4(), Shifts(-1, 1))]
 

@@ -12,7 +12,7 @@ from PIL import Image
 from skimage.color import rgb2gray
 
 from lipbench.data import BSD10_IDS, BSD68_IDS, DATASETS, data_root, image_ids, load_images, read_image
-from lipbench.errors import DataError
+from lipbench.plumbing.errors import DataError
 
 PROTOCOL_BSD10 = ["101085", "101087", "102061", "103070", "105025", "106024", "108005", "108070", "108082", "109053"]
 

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from lipbench.io import atomic_path, atomic_write
+from lipbench.plumbing.io import atomic_path, atomic_write
 
 
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])

@@ -11,7 +11,7 @@ import scipy.io
 import torch
 
 from lipbench.data import gaussian_kernel, load_kernel, uniform_kernel
-from lipbench.errors import KernelError
+from lipbench.plumbing.errors import KernelError
 
 LEVIN_SIZES = [19, 17, 15, 27, 13, 21, 23, 23]
 

@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lipbench.errors import LipbenchError
 from lipbench.lipschitz import (
     Autograd,
     LipschitzError,
@@ -22,6 +21,7 @@ from lipbench.lipschitz import (
 )
 from lipbench.lipschitz.linearize import GroupMeanLinearization, ReflectedLinearization
 from lipbench.models import DnCNN
+from lipbench.plumbing.errors import LipbenchError
 
 SHAPE = (3, 1, 7, 5)  # non-square
 
@@ -136,7 +136,7 @@ class UserStackWithHook(UserStack):
 
 
 def test_a_users_model_supplies_its_own_fast_path():
-    from lipbench.groups import D4, equivariant
+    from lipbench.restoration.groups import D4, equivariant
 
     hooked, plain = _seeded(UserStackWithHook(), 8), _seeded(UserStack(), 8)  # the same weights
     x = _input()
@@ -301,7 +301,7 @@ def test_penalty_reuses_a_given_denoised_batch_exactly():
 @pytest.mark.parametrize("method", ["fast", "autograd"])
 @pytest.mark.parametrize("reflect", [False, True], ids=["J_G", "2J_G-Id"])
 def test_group_mean_spectral_norm_matches_the_exact_svd_and_the_averaging_bound(method, reflect, device):
-    from lipbench.groups import D4, equivariant
+    from lipbench.restoration.groups import D4, equivariant
 
     model = dncnn_leaky()
     jg = equivariant(model, D4(), "mean")
@@ -321,7 +321,7 @@ def test_group_mean_spectral_norm_matches_the_exact_svd_and_the_averaging_bound(
 
 
 def test_random_mode_equivariant_has_no_jacobian():
-    from lipbench.groups import D4, equivariant
+    from lipbench.restoration.groups import D4, equivariant
 
     je = equivariant(dncnn_leaky(), D4(), "random", torch.Generator().manual_seed(0))
     with pytest.raises(LipbenchError, match="no fixed Jacobian"):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from lipbench.metrics import psnr, ssim
+from lipbench.restoration.metrics import psnr, ssim
 
 
 def _pair(shape, seed=0):

@@ -6,7 +6,6 @@ import pytest
 import torch
 from torch import nn
 
-from lipbench.errors import LipbenchError
 from lipbench.models import (
     MODELS,
     CheckpointError,
@@ -17,6 +16,7 @@ from lipbench.models import (
     register,
     save_checkpoint,
 )
+from lipbench.plumbing.errors import LipbenchError
 
 
 def test_dncnn_matches_the_papers_architecture():

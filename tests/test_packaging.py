@@ -48,3 +48,52 @@ def test_console_script_is_installed():
     script = Path(sys.executable).with_name("lipbench")
     proc = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == f"lipbench {__version__}"
+
+
+def _closure(name: str, seen: set[str] | None = None) -> set[str]:
+    """The distributions ``pip install <name>`` installs: its requirements without extras, transitively
+    (markers evaluated for this interpreter)."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    from packaging.requirements import Requirement
+
+    seen = set() if seen is None else seen
+    key = name.lower().replace("_", "-")
+    if key in seen:
+        return seen
+    seen.add(key)
+    try:
+        requirements = requires(name) or []
+    except PackageNotFoundError:
+        return seen
+    for text in requirements:
+        req = Requirement(text)
+        if req.marker is None or req.marker.evaluate({"extra": ""}):
+            _closure(req.name, seen)
+    return seen
+
+
+def test_the_install_command_brings_everything_the_main_job_and_its_report_need():
+    """`pip install -e .` alone (no extras) installs what `snakemake --cores all` and `snakemake
+    --report` import: the report renders code with pygments, which snakemake does not require."""
+    installed = _closure("lipbench")
+    assert {"torch", "snakemake", "pandas", "seaborn", "scikit-image", "pygments", "jinja2", "pyyaml"} <= installed
+    assert "pytest" not in installed  # the test extra stays apart
+
+
+def test_the_readme_runs_the_main_job_from_a_fresh_clone():
+    readme = (REPO / "README.md").read_text()
+    match = re.search(r"<!-- run-command -->\s*```(?:bash|sh)?\n(.*?)```", readme, re.S)
+    assert match, "README.md must mark its run command with <!-- run-command -->"
+    command = " ".join(match.group(1).split())
+    assert "pip install -e ." in command and command.endswith("snakemake --cores all")
+    assert '[ -n "$LIPBENCH_DATA" ] || lipbench fetch' in command  # offline: the data pointed to
+
+
+def test_the_readme_table_is_the_published_quick_summary():
+    from lipbench.steps.summary import summary_markdown
+
+    readme = (REPO / "README.md").read_text()
+    match = re.search(r"<!-- summary: lipbench summary (\S+) -->\n(.*?)<!-- /summary -->", readme, re.S)
+    assert match and match.group(1) == "results/quick/tables/results.csv"
+    assert match.group(2) == summary_markdown(REPO / match.group(1))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lipbench.data import PatchSampler, dihedral, load_images
-from lipbench.errors import DataError
+from lipbench.plumbing.errors import DataError
 
 
 def _coded_images() -> list[torch.Tensor]:

@@ -8,8 +8,8 @@ import scipy.ndimage
 import torch
 
 from lipbench.data import load_kernel
-from lipbench.errors import KernelError
-from lipbench.physics import Blur, gaussian_noise
+from lipbench.plumbing.errors import KernelError
+from lipbench.restoration.physics import Blur, gaussian_noise
 
 KERNELS = ["levin1", "levin4", "gaussian_1_6", "square_7"]
 

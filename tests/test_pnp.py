@@ -9,10 +9,10 @@ import pytest
 import scipy.ndimage
 import torch
 
-from lipbench.errors import LipbenchError
-from lipbench.groups import D4, Element, equivariant
-from lipbench.physics import Blur
-from lipbench.pnp import StepSizeError, pnp_pgd
+from lipbench.plumbing.errors import LipbenchError
+from lipbench.restoration.groups import D4, Element, equivariant
+from lipbench.restoration.physics import Blur
+from lipbench.restoration.pnp import StepSizeError, pnp_pgd
 
 H, W = 6, 5
 MILD = torch.tensor([[0.0, 0.1, 0.0], [0.1, 0.6, 0.1], [0.0, 0.1, 0.0]])  # |FFT| in [0.2, 1]
@@ -97,7 +97,7 @@ def test_records_batched_psnr_and_recording_interval():
     result = pnp_pgd(lambda x: x, A, y, gamma=1.0, iters=10, x_true=x_true, record_every=4, x0="adjoint")
     assert list(result.records.iteration.unique()) == [4, 8, 10]
     assert list(result.records["sample"]) == [0, 1] * 3
-    from lipbench.metrics import psnr
+    from lipbench.restoration.metrics import psnr
 
     last = result.records[result.records.iteration == 10].psnr.to_numpy()
     np.testing.assert_allclose(last, psnr(result.x, x_true).numpy(), rtol=1e-12)

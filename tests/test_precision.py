@@ -9,17 +9,17 @@ import pandas as pd
 import pytest
 import torch
 
-import lipbench.evaluate as evaluate
-import lipbench.restore as restore
-import lipbench.training as training
+import lipbench.steps.lipschitz as evaluate
+import lipbench.steps.pnp as restore
+import lipbench.steps.train as training
 from lipbench.cli import main
-from lipbench.device import compile_denoiser
-from lipbench.errors import LipbenchError
 from lipbench.lipschitz import Reflected, spectral_norm
 from lipbench.models import DnCNN, save_checkpoint
-from lipbench.precision import autocast, tf32, tf32_enabled, to_channels_last
-from lipbench.restore import PnPSettings, run_pnp
-from lipbench.training import TrainConfig, train
+from lipbench.plumbing.device import compile_denoiser
+from lipbench.plumbing.errors import LipbenchError
+from lipbench.plumbing.precision import autocast, tf32, tf32_enabled, to_channels_last
+from lipbench.steps.pnp import PnPSettings, run_pnp
+from lipbench.steps.train import TrainConfig, train
 
 TINY = TrainConfig(
     model_kwargs={"depth": 4, "width": 8}, dataset="train400", max_images=8, patch_size=24, batch_size=4,

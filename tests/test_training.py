@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 import torch
 
-import lipbench.training as training
+import lipbench.steps.train as training
 from lipbench.cli import main
 from lipbench.data import PatchSampler, load_images
 from lipbench.lipschitz import Reflected, spectral_norm
 from lipbench.models import load_model, read_checkpoint
-from lipbench.training import TrainConfig, TrainingError, train
+from lipbench.steps.train import TrainConfig, TrainingError, train
 
 TINY = TrainConfig(
     model_kwargs={"depth": 4, "width": 8},
@@ -90,8 +90,8 @@ def test_non_finite_or_diverged_loss_stops_and_keeps_the_last_good_checkpoint(tm
 
 
 def test_penalised_fine_tune_lowers_the_jacobian_norm_on_held_out_patches(tmp_path):
-    common = ["--depth", "5", "--width", "16", "--dataset", "train400", "--max-images", "40", "--patch-size", "32"]
-    common += ["--batch-size", "8", "--lr", "1e-3", "--quiet", "--checkpoint-every", "50"]
+    common = ["--model-kwargs", "depth=5", "width=16", "--dataset", "train400", "--max-images", "40"]
+    common += ["--patch-size", "32", "--batch-size", "8", "--lr", "1e-3", "--quiet", "--checkpoint-every", "50"]
     assert main(["train", "--out", str(tmp_path / "base"), "--steps", "100", *common]) == 0
     base = tmp_path / "base" / "model.pt"
     args = ["--steps", "60", "--lam", "5e-2", "--power-iters", "10", "--init", str(base), *common]
@@ -114,7 +114,8 @@ def test_bad_settings_are_one_clear_error(tmp_path, capsys):
     assert "--lr must be > 0, got 0.0" in capsys.readouterr().err
     base = tmp_path / "base"
     train(dataclasses.replace(TINY, steps=2, lam=0.0), base, progress=False)
-    init = ["--init", str(base / "model.pt"), "--depth", "5", "--width", "8", "--dataset", "train400", "--quiet"]
+    init = ["--init", str(base / "model.pt"), "--model-kwargs", "depth=5", "width=8", "--dataset", "train400"]
+    init.append("--quiet")
     assert main(["train", "--out", str(tmp_path / "ft"), *init]) == 2
     assert "use the same architecture arguments" in capsys.readouterr().err
     absent = f"cuda:{torch.cuda.device_count()}" if torch.cuda.is_available() else "cuda:0"  # never present

@@ -1,4 +1,4 @@
-"""Total-variation prox (lipbench.tv) against exact solutions, scikit-image and its optimality certificate."""
+"""Total-variation prox (lipbench.models.tv) against exact solutions, scikit-image and its optimality certificate."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from skimage.restoration import denoise_tv_chambolle
 
 from lipbench.data import load_images
 from lipbench.models import TVDenoiser, build, load_model, save_checkpoint
-from lipbench.tv import _fgp, divergence, gradient, tv, tv_prox
+from lipbench.models.tv import _fgp, divergence, gradient, tv, tv_prox
 
 
 def noisy_crops(size: int, count: int, seed: int = 0) -> torch.Tensor:

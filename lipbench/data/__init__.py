@@ -1,7 +1,7 @@
 """Datasets, blur kernels, training patches and the verified fetch step."""
 
 from lipbench.data.fetch import DEFAULT_SOURCES, SOURCES, fetch, verify
-from lipbench.data.images import BSD10_IDS, BSD68_IDS, DATASETS, image_ids, load_images, read_image
+from lipbench.data.images import BSD10_IDS, BSD68_IDS, DATASETS, centre_crop, image_ids, load_images, read_image
 from lipbench.data.kernels import KERNEL_NAMES, gaussian_kernel, load_kernel, uniform_kernel, validate_kernel
 from lipbench.data.patches import PatchSampler, dihedral
 from lipbench.data.root import ENV_VAR, data_root
@@ -15,6 +15,7 @@ __all__ = [
     "KERNEL_NAMES",
     "SOURCES",
     "PatchSampler",
+    "centre_crop",
     "data_root",
     "dihedral",
     "fetch",

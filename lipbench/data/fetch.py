@@ -25,8 +25,8 @@ from typing import IO, Literal
 
 from tqdm import tqdm
 
-from lipbench.errors import ChecksumError, FetchError
-from lipbench.io import atomic_write
+from lipbench.plumbing.errors import ChecksumError, FetchError
+from lipbench.plumbing.io import atomic_write
 
 DOWNLOADS = ".downloads"
 CHUNK = 1 << 20

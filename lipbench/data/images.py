@@ -37,7 +37,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from lipbench.data.root import FIX_HINT, data_root
-from lipbench.errors import DataError
+from lipbench.plumbing.errors import DataError, LipbenchError
 
 BSD10_IDS: tuple[str, ...] = (
     "101085", "101087", "102061", "103070", "105025",
@@ -184,3 +184,12 @@ def load_images(name: str, root: str | os.PathLike[str] | None = None, grey: boo
         raise DataError(f"dataset {name!r} is greyscale only: load it with grey=True")
     base = data_root(root)
     return [read_image(path, grey) for path in dataset.files(base)]
+
+
+def centre_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The central ``size×size`` window of a ``…×H×W`` tensor (odd margins favour the top-left)."""
+    h, w = x.shape[-2:]
+    if not 1 <= size <= min(h, w):
+        raise LipbenchError(f"--crop {size} must lie between 1 and the image's smaller side ({h}×{w} image)")
+    top, left = (h - size) // 2, (w - size) // 2
+    return x[..., top : top + size, left : left + size]

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from lipbench.data.root import FIX_HINT, data_root
-from lipbench.errors import KernelError
+from lipbench.plumbing.errors import KernelError
 
 LEVIN_FILE = Path("kernels") / "Levin09.mat"
 PNP_MMO_DIR = Path("kernels") / "pnp_mmo_blur_models"

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from lipbench.errors import DataError
+from lipbench.plumbing.errors import DataError
 
 
 def dihedral(x: torch.Tensor, element: int) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lipbench.errors import DataError
+from lipbench.plumbing.errors import DataError
 
 ENV_VAR = "LIPBENCH_DATA"
 DEFAULT_ROOT = Path("resources") / "data"

@@ -10,9 +10,11 @@ from lipbench.lipschitz.linearize import (
     supports_fast_path,
 )
 from lipbench.lipschitz.penalty import Penalty, fne_penalty, interpolate
-from lipbench.lipschitz.power import LipschitzError, SpectralNorm, spectral_norm
+from lipbench.lipschitz.solver import LipschitzError, SpectralNorm
+from lipbench.lipschitz.spectral import SOLVERS, spectral_norm
 
 __all__ = [
+    "SOLVERS",
     "Autograd",
     "LipschitzError",
     "Penalty",

@@ -24,7 +24,7 @@ import torch
 from scipy.linalg import eigh_tridiagonal
 
 from lipbench.lipschitz.linearize import Linearization
-from lipbench.lipschitz.power import LipschitzError, SpectralNorm, start_vector
+from lipbench.lipschitz.solver import LipschitzError, SpectralNorm, start_vector
 
 
 def _dots(basis: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ Implementations of one interface (:class:`Linearization`):
 Models supply their own fast path (this module imports none of them) by defining
 ``fast_linearization()`` (:class:`SuppliesLinearization`): it returns a function ``x ↦`` their
 :class:`Linearization` at ``x``, or None when it has none in its present state. DnCNN returns
-:func:`piecewise_linear` of its layers, ``lipbench.groups.Equivariant`` (mode ``"mean"``) a
+:func:`piecewise_linear` of its layers, ``lipbench.restoration.groups.Equivariant`` (mode ``"mean"``) a
 :class:`GroupMeanLinearization` of its denoiser's; a user's model (``module:factory``) gets the fast path
 the same way. A plain ``nn.Sequential`` stack needs no hook, and :class:`Reflected` keeps its denoiser's.
 Every other model takes the autograd path.
@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from lipbench.errors import LipbenchError
+from lipbench.plumbing.errors import LipbenchError
 
 Function = Callable[[torch.Tensor], torch.Tensor]
 
@@ -71,12 +71,12 @@ class SuppliesLinearization(Protocol):
         """``x ↦`` the model's linearization at ``x`` (its ``out`` being ``model(x)``), or None when none
         applies in the model's present state. Cheap (no forward pass): :func:`linearize` asks for it
         whatever the method, so a model with no fixed Jacobian refuses them all by raising a
-        :class:`~lipbench.errors.LipbenchError`."""
+        :class:`~lipbench.plumbing.errors.LipbenchError`."""
         ...
 
 
 class Transform(Protocol):
-    """An orthogonal map with its inverse (a group element of ``lipbench.groups``)."""
+    """An orthogonal map with its inverse (a group element of ``lipbench.restoration.groups``)."""
 
     def apply(self, x: torch.Tensor) -> torch.Tensor: ...
 

@@ -16,7 +16,8 @@ from torch import nn
 
 from lipbench.lipschitz.lanczos import lanczos
 from lipbench.lipschitz.linearize import Linearization, Reflected, linearize
-from lipbench.lipschitz.power import SpectralNorm, check_no_training_batchnorm, power_iteration
+from lipbench.lipschitz.solver import SpectralNorm, check_no_training_batchnorm
+from lipbench.lipschitz.spectral import SOLVERS
 
 
 @dataclass(frozen=True)
@@ -48,13 +49,10 @@ def interpolate(
         return tau * jy + (1 - tau) * x_clean
 
 
-SOLVERS = ("lanczos", "power")
-
-
 def _estimator(solver: str):
     if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    return lanczos if solver == "lanczos" else power_iteration
+        raise ValueError(f"solver must be one of {tuple(SOLVERS)}, got {solver!r}")
+    return SOLVERS[solver]
 
 
 def top_singular(

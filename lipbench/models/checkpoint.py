@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from lipbench.errors import LipbenchError
-from lipbench.io import atomic_write
 from lipbench.models.registry import build
+from lipbench.plumbing.errors import LipbenchError
+from lipbench.plumbing.io import atomic_write
 
 
 class CheckpointError(LipbenchError):

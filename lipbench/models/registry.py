@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from lipbench.errors import LipbenchError
+from lipbench.plumbing.errors import LipbenchError
 
 M = TypeVar("M", bound=Callable[..., nn.Module])
 MODELS: dict[str, Callable[..., nn.Module]] = {}

@@ -1,6 +1,6 @@
 import os
 
-from lipbench.workflow import grid_args
+from lipbench.workflow.rules import grid_args
 
 
 rule aggregate:

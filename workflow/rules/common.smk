@@ -1,21 +1,12 @@
-# Shared definitions: output root, denoisers, PnP runs, code hashes (helpers in lipbench/workflow.py).
+# Shared definitions: output root, denoisers, PnP runs, code hashes (lipbench/workflow/).
 import re
+from pathlib import Path
 
-from lipbench.configfile import check_kernels
-from lipbench.workflow import (
-    EQUIVARIANCE,
-    check_models,
-    command_code_hash,
-    config_hash,
-    denoisers,
-    lambda_values,
-    long_runs,
-    pnp_runs,
-)
+from lipbench.steps.pnp import METHODS
+from lipbench.workflow.codehash import command_code_hash
+from lipbench.workflow.rules import config_hash, denoisers, lambda_values, long_runs, pnp_runs, root_arg, shared_args
 
-check_models(config)
-check_kernels(config)  # an unknown kernel stops the run before any job (not in the pnp rule, after training)
-OUT = f"results/{config['name']}"
+OUT = f"runs/{config['name']}"  # git-ignored; what is published lives in results/<name>/ (docs/workflow.md)
 LAMBDA_VALUES = lambda_values(config)  # folder label (lam<label>) -> the exact λ of the grid
 LAMBDAS = list(LAMBDA_VALUES)
 DENOISERS = denoisers(config)  # lam<λ> for the λ grid, the `denoisers` section's names, tv
@@ -25,6 +16,7 @@ TABLES = ["lipschitz", "psnr", "convergence", "denoising", *(["tv_tuning"] if co
 FIGURES = ["convergence", "psnr_iterations", "lipschitz", "tradeoff", "panel"]
 CONFIG_HASH = config_hash(config)
 LONG_RUNS = long_runs(config)
+SHARED = shared_args(config)  # --device, --root
 ENV = "../../environment.yml"
 
 
@@ -33,7 +25,13 @@ def alternatives(names):
     return "|".join(map(re.escape, names)) or "(?!)"
 
 
+def print_reference(path):
+    """The end of a run: does it reproduce the published reference? (the reference rule's verdict)"""
+    if Path(path).is_file():
+        print(Path(path).read_text().split("\n\n")[0])
+
+
 wildcard_constraints:
     lam=r"[0-9.e+-]+",
     denoiser=alternatives(DENOISERS),
-    method="|".join(EQUIVARIANCE),
+    method="|".join(METHODS),

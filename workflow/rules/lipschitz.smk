@@ -1,4 +1,4 @@
-from lipbench.workflow import denoise_args, lipschitz_args
+from lipbench.workflow.rules import denoise_args, lipschitz_args
 
 
 rule lipschitz:
@@ -12,13 +12,14 @@ rule lipschitz:
         f"{OUT}/benchmarks/lipschitz/{{denoiser}}.tsv"
     params:
         args=lipschitz_args(config),
+        shared=SHARED,
         code=command_code_hash("lipschitz"),
     resources:
         gpu=1,
     conda:
         ENV
     shell:
-        "lipbench lipschitz --checkpoint {input} --out {output} {params.args} > {log} 2>&1"
+        "lipbench lipschitz --checkpoint {input} --out {output} {params.args} {params.shared} > {log} 2>&1"
 
 
 rule denoise:
@@ -32,10 +33,11 @@ rule denoise:
         f"{OUT}/benchmarks/denoise/{{denoiser}}.tsv"
     params:
         args=denoise_args(config),
+        shared=SHARED,
         code=command_code_hash("denoise"),
     resources:
         gpu=1,
     conda:
         ENV
     shell:
-        "lipbench denoise --checkpoint {input} --out {output} {params.args} > {log} 2>&1"
+        "lipbench denoise --checkpoint {input} --out {output} {params.args} {params.shared} > {log} 2>&1"

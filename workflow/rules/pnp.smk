@@ -1,6 +1,6 @@
 import os
 
-from lipbench.workflow import pnp_args
+from lipbench.workflow.rules import pnp_args
 
 
 rule pnp:
@@ -15,8 +15,9 @@ rule pnp:
         f"{OUT}/benchmarks/pnp/{{denoiser}}_{{method}}.tsv"
     params:
         folder=lambda wildcards, output: os.path.dirname(output.final),
-        equivariance=lambda wildcards: EQUIVARIANCE[wildcards.method],
+        equivariance=lambda wildcards: METHODS[wildcards.method],
         args=pnp_args(config),
+        shared=SHARED,
         code=command_code_hash("pnp"),
     resources:
         gpu=1,
@@ -24,7 +25,7 @@ rule pnp:
         ENV
     shell:
         "lipbench pnp --checkpoint {input} --out {params.folder} --equivariance {params.equivariance} {params.args}"
-        " > {log} 2>&1"
+        " {params.shared} > {log} 2>&1"
 
 
 use rule pnp as pnp_long with:
@@ -37,6 +38,7 @@ use rule pnp as pnp_long with:
         f"{OUT}/benchmarks/pnp-long/{{denoiser}}_{{method}}.tsv"
     params:
         folder=lambda wildcards, output: os.path.dirname(output.final),
-        equivariance=lambda wildcards: EQUIVARIANCE[wildcards.method],
+        equivariance=lambda wildcards: METHODS[wildcards.method],
         args=pnp_args(config, long=True) if config["pnp"].get("long_runs") else "",
+        shared=SHARED,
         code=command_code_hash("pnp"),

@@ -1,6 +1,6 @@
 import os
 
-from lipbench.workflow import base_args, extra_args, finetune_args, tv_args
+from lipbench.workflow.rules import base_args, extra_args, finetune_args, tv_args
 
 
 rule train_base:
@@ -15,13 +15,14 @@ rule train_base:
     params:
         folder=lambda wildcards, output: os.path.dirname(output[0]),
         args=base_args(config),
+        shared=SHARED,
         code=command_code_hash("train"),
     resources:
         gpu=1,
     conda:
         ENV
     shell:
-        "lipbench train --out {params.folder} --lam 0 {params.args} > {log} 2>&1"
+        "lipbench train --out {params.folder} {params.args} {params.shared} --quiet > {log} 2>&1"
 
 
 rule finetune:
@@ -37,15 +38,17 @@ rule finetune:
         lam=alternatives([label for label in LAMBDAS if label != "0"]),
     params:
         folder=lambda wildcards, output: os.path.dirname(output[0]),
-        lam=lambda wildcards: LAMBDA_VALUES[wildcards.lam],  # the configured value, not the folder's text
+        lam=lambda wildcards: repr(LAMBDA_VALUES[wildcards.lam]),  # the configured value, not the folder's text
         args=finetune_args(config),
+        shared=SHARED,
         code=command_code_hash("train"),
     resources:
         gpu=1,
     conda:
         ENV
     shell:
-        "lipbench train --out {params.folder} --lam {params.lam} --init {input} {params.args} > {log} 2>&1"
+        "lipbench train --out {params.folder} --lam {params.lam} --init {input} {params.args} {params.shared} --quiet"
+        " > {log} 2>&1"
 
 
 # the `denoisers` section: more denoisers (the certified one, a user's module:factory), from scratch
@@ -63,13 +66,14 @@ rule train_extra:
     params:
         folder=lambda wildcards, output: os.path.dirname(output[0]),
         args=lambda wildcards: extra_args(config, wildcards.extra),
+        shared=SHARED,
         code=command_code_hash("train"),
     resources:
         gpu=1,
     conda:
         ENV
     shell:
-        "lipbench train --out {params.folder} {params.args} > {log} 2>&1"
+        "lipbench train --out {params.folder} {params.args} {params.shared} --quiet > {log} 2>&1"
 
 
 # the TV baseline: its weight chosen on tuning images (config tv.dataset), never the test set
@@ -86,10 +90,11 @@ rule tune_tv:
     params:
         folder=lambda wildcards, output: os.path.dirname(output[0]),
         args=lambda wildcards: tv_args(config),
+        shared=SHARED,
         code=command_code_hash("tune-tv"),
     resources:
         gpu=1,
     conda:
         ENV
     shell:
-        "lipbench tune-tv --out {params.folder} {params.args} > {log} 2>&1"
+        "lipbench tune-tv --out {params.folder} {params.args} {params.shared} > {log} 2>&1"

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from lipbench.errors import LipbenchError
+from lipbench.plumbing.errors import LipbenchError
 
 AMP = ("none", "bf16")
 

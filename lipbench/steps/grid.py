@@ -1,4 +1,4 @@
-"""Does the λ grid span what the papers need: from "no effect" to "max ‖∂Q‖² ≤ 1 on the test set"?
+"""``lipbench grid``: does the λ grid span what the papers need, from "no effect" to "max ‖∂Q‖² ≤ 1 on the test set"?
 
 From the tables of ``lipbench lipschitz`` (operator J, every measured point), per λ, point and
 scope: the maximum over the images of ‖∂Q‖², its reduction relative to λ = 0, and a label. Two
@@ -26,17 +26,34 @@ it; the max over the test images stays above), and the verdict says so.
 
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from lipbench.errors import LipbenchError
-from lipbench.outputs import write_formatted
+from lipbench.plumbing.errors import LipbenchError
+from lipbench.plumbing.io import read_tables, write_formatted
+from lipbench.plumbing.options import Command, check, from_args, option
 
 NO_EFFECT_RTOL = 0.05
 TARGET = 1.0
+
+
+@dataclass(frozen=True)
+class GridSettings:
+    """The calibration check's two ends (``lipbench grid``'s options, config ``calibration``)."""
+
+    no_effect: float = option(
+        NO_EFFECT_RTOL, above=0, maximum=1, help="a smaller relative reduction of max ‖∂Q‖² from λ = 0 is no effect"
+    )
+    target: float = option(TARGET, above=0, help="max ‖∂Q‖² the largest λ must reach")
+
+    def __post_init__(self) -> None:
+        check(self, "grid settings")
+
+
 SCOPES = {"crops": "the test images as they are (paper 1's protocol)", "D4": "every rotation/flip of them (stricter)"}
 
 
@@ -151,3 +168,22 @@ def write_grid(table: pd.DataFrame, verdict: GridVerdict, out: Path, target: flo
     )
     text = summary(table, verdict, target)
     write_formatted(table, out / "grid", f"{caption} {text}", note=text)
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lipschitz", nargs="+", required=True, help="tables of `lipbench lipschitz`, λ = 0 included")
+    p.add_argument("--strict", action="store_true", help="exit 1 when the grid does not span both ends")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = from_args(GridSettings, args)
+    lip = read_tables(args.lipschitz, ["lam", "point", "operator", "element", "lip2_Q"])
+    table = grid_table(lip, settings.no_effect, settings.target)
+    verdict = assess(table, settings.no_effect, settings.target)
+    write_grid(table, verdict, Path(args.out), settings.target)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(summary(table, verdict, settings.target))
+    return 1 if args.strict and not verdict.calibrated else 0
+
+
+COMMAND = Command(run, settings=(GridSettings,), out="folder for grid.csv, grid.md, grid.tex", arguments=_arguments)

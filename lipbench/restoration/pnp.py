@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from lipbench.errors import LipbenchError
 from lipbench.lipschitz import spectral_norm
-from lipbench.metrics import BORDER, psnr
-from lipbench.physics import Blur
+from lipbench.plumbing.errors import LipbenchError
+from lipbench.restoration.metrics import BORDER, psnr
+from lipbench.restoration.physics import Blur
 
 Denoiser = Callable[[torch.Tensor], torch.Tensor]
 GAMMA_UNITS = ("absolute", "lipschitz")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lipbench.errors import LipbenchError
+from lipbench.plumbing.errors import LipbenchError
 
 
 def resolve_device(name: str = "auto") -> torch.device:

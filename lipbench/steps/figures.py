@@ -15,6 +15,7 @@ denoiser by its name.
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,13 +26,12 @@ import seaborn as sns
 import torch
 from matplotlib.figure import Figure
 
-from lipbench.data import image_ids, load_images, load_kernel
-from lipbench.errors import LipbenchError
-from lipbench.io import atomic_path
-from lipbench.metrics import psnr
-from lipbench.observe import centre_crop, observe
-from lipbench.outputs import read_table, read_tables
-from lipbench.physics import Blur
+from lipbench.data import centre_crop, image_ids, load_images, load_kernel
+from lipbench.plumbing.errors import LipbenchError
+from lipbench.plumbing.io import atomic_path, read_table, read_tables
+from lipbench.plumbing.options import Command
+from lipbench.restoration.metrics import psnr
+from lipbench.restoration.physics import Blur, observe
 
 COLUMN_WIDTH = 3.4  # inches: one column of a two-column paper
 FIGURES = ("convergence", "psnr_iterations", "lipschitz", "tradeoff", "panel")
@@ -194,3 +194,21 @@ def make_figures(
     tradeoff(final, lip, out)
     panel(pnp_dirs, out, root)
     return list(FIGURES)
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pnp", nargs="+", required=True, help="output folders of `lipbench pnp`")
+    p.add_argument("--lipschitz", nargs="+", required=True, help="tables of `lipbench lipschitz`")
+    p.add_argument("--long", nargs="*", default=[], help="folders of long PnP runs (PSNR-vs-iteration figure)")
+
+
+def run(args: argparse.Namespace) -> int:
+    names = make_figures(
+        [Path(d) for d in args.pnp], [Path(p) for p in args.lipschitz], Path(args.out), args.root,
+        [Path(d) for d in args.long],
+    )  # fmt: skip
+    print(f"wrote {', '.join(names)} (PDF and PNG) to {args.out}")
+    return 0
+
+
+COMMAND = Command(run, out="folder for the PDFs and PNGs", root=True, arguments=_arguments)

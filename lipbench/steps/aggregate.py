@@ -16,6 +16,7 @@ penalty, such as TV). Rows keep the order of the inputs. Outputs (per table: CSV
 
 from __future__ import annotations
 
+import argparse
 import platform
 import subprocess
 from collections.abc import Iterable
@@ -25,7 +26,8 @@ import pandas as pd
 import torch
 
 import lipbench
-from lipbench.outputs import read_tables, write_formatted, write_table
+from lipbench.plumbing.io import read_tables, write_formatted, write_table
+from lipbench.plumbing.options import Command
 
 C_THRESHOLD = 1e-4
 COORDS = ("denoiser", "lam")  # what identifies a denoiser in every input table
@@ -196,3 +198,28 @@ def aggregate(
         write_formatted(table, out / name, captions[name], notes.get(name, ""))
     write_table(long_format(final, stats, lip, den, prov, tune), out / "results.csv")
     return tables
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--finals", nargs="+", required=True, help="final.csv files of `lipbench pnp`")
+    p.add_argument("--records", nargs="+", required=True, help="records files of `lipbench pnp`")
+    p.add_argument("--lipschitz", nargs="+", required=True, help="tables of `lipbench lipschitz`")
+    p.add_argument("--denoise", nargs="*", default=[], help="tables of `lipbench denoise` (default: none)")
+    p.add_argument("--tuning", nargs="*", default=[], help="tuning.csv of `lipbench tune-tv` (default: none)")
+    p.add_argument("--config-name", default="adhoc", help="recorded in the provenance columns (default: %(default)s)")
+    p.add_argument("--config-hash", default="", help="hash of the effective configuration (recorded; default: none)")
+    p.add_argument("--device", default="cpu", help="device recorded in the provenance columns (default: %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    prov = provenance(args.config_name, args.config_hash, args.device)
+    tables = aggregate(
+        args.finals, args.records, args.lipschitz, Path(args.out), prov, denoise=args.denoise, tuning=args.tuning
+    )
+    for name, table in tables.items():
+        print(f"{name}: {len(table)} rows")
+    print(f"wrote {args.out}")
+    return 0
+
+
+COMMAND = Command(run, out="folder for the tables (CSV, Markdown, LaTeX) and results.csv", arguments=_arguments)

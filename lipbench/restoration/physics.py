@@ -1,4 +1,6 @@
-"""The blur operator A (circular cross-correlation, computed with FFTs) and Gaussian noise."""
+"""The forward model: the blur operator A (circular cross-correlation, computed with FFTs), Gaussian
+noise, and the observations ``y = A x + σ n`` with noise seeded by (image, kernel, σ), so every method
+that restores the same image sees the same ``y``, whatever order it runs in."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ from collections.abc import Callable, Sequence
 import torch
 
 from lipbench.data.kernels import validate_kernel
-from lipbench.errors import KernelError
+from lipbench.plumbing.errors import KernelError
+from lipbench.plumbing.seeding import derive_seed
 
 
 class Blur:
@@ -158,3 +161,16 @@ def gaussian_noise(x: torch.Tensor, sigma: float, generator: torch.Generator) ->
         raise ValueError("gaussian_noise needs a CPU torch.Generator so the noise is device-independent")
     noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
     return x + sigma * noise.to(x.device)
+
+
+def observation_seed(image_id: str, kernel_name: str, sigma: float) -> int:
+    """The noise seed of one observation, derived from its coordinates."""
+    return derive_seed("observation", str(image_id), str(kernel_name), float(sigma))
+
+
+def observe(x: torch.Tensor, blur: Blur, sigma: float, image_id: str, kernel_name: str) -> torch.Tensor:
+    """``A x + σ n`` for one ``C×H×W`` (or ``1×C×H×W``) image, noise from :func:`observation_seed`."""
+    batch = x if x.ndim == 4 else x[None]
+    g = torch.Generator().manual_seed(observation_seed(image_id, kernel_name, sigma))
+    y = gaussian_noise(blur(batch), sigma, g)
+    return y if x.ndim == 4 else y[0]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from lipbench.errors import LipbenchError
+from lipbench.plumbing.errors import LipbenchError
 
 if TYPE_CHECKING:
     from lipbench.lipschitz.linearize import Builder

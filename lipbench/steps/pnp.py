@@ -1,4 +1,4 @@
-"""A PnP deblurring experiment: every image × kernel of a dataset, batched by image shape.
+"""``lipbench pnp``, a PnP deblurring experiment: every image × kernel of a dataset, batched by image shape.
 
 The observation of image ``i`` with kernel ``k`` has noise seeded by ``(i, k, σ)``, so every
 method sees the same ``y``. In random equivariant mode each batch restarts the same seeded
@@ -7,6 +7,7 @@ generator: image ``i`` meets the same ``g_1, g_2, …`` whatever the batching.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 from collections import defaultdict
@@ -19,23 +20,23 @@ import torch
 from torch import nn
 
 import lipbench
-from lipbench.data import image_ids, load_images, load_kernel
-from lipbench.device import COMPILE_MODES, compile_denoiser, resolve_device
-from lipbench.errors import LipbenchError
-from lipbench.groups import build_group, equivariant
-from lipbench.io import atomic_write
-from lipbench.metrics import BORDER, SSIM_MIN_SIDE, psnr, ssim
+from lipbench.data import centre_crop, image_ids, load_images, load_kernel
 from lipbench.models import denoiser_label, load_model, read_checkpoint
-from lipbench.observe import centre_crop, observe
-from lipbench.options import option, problems
-from lipbench.outputs import remove_outputs, save_png, write_json, write_table
-from lipbench.physics import Blur, check_fits
-from lipbench.pnp import GAMMA_UNITS, pnp_pgd
-from lipbench.precision import tf32, to_channels_last
-from lipbench.seeding import derive_seed
+from lipbench.plumbing.device import COMPILE_MODES, compile_denoiser, resolve_device
+from lipbench.plumbing.errors import LipbenchError
+from lipbench.plumbing.io import atomic_write, remove_outputs, save_png, write_json, write_table
+from lipbench.plumbing.options import Command, default_of, from_args, option, problems
+from lipbench.plumbing.precision import tf32, to_channels_last
+from lipbench.plumbing.seeding import derive_seed
+from lipbench.restoration.groups import build_group, equivariant
+from lipbench.restoration.metrics import BORDER, SSIM_MIN_SIDE, psnr, ssim
+from lipbench.restoration.physics import Blur, check_fits, observe
+from lipbench.restoration.pnp import GAMMA_UNITS, pnp_pgd
 
 CLAMPS = ("both", "output", "none")
-EQUIVARIANCE = ("none", "random", "mean")
+# the workflow's PnP methods (config pnp.methods, folder names) and the --equivariance each runs
+METHODS = {"standard": "none", "random": "random", "mean": "mean"}
+EQUIVARIANCE = tuple(METHODS.values())
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,11 @@ class PnPSettings:
     dataset: str = option("bsd10", help="test images")
     kernels: tuple[str, ...] = option(("levin1",), metavar="KERNEL", help="blur kernels (names or .mat/.npy files)")
     sigma: float = option(0.01, minimum=0, help="measurement noise std (images in [0, 1])")
-    kernel_sigma: dict[str, float] = option(factory=dict, cli=False, help="noise for one kernel")
+    kernel_sigma: dict[str, float] = option(
+        factory=dict,
+        metavar="KERNEL=SIGMA",
+        help="noise of one kernel instead of --sigma (the papers: gaussian_1_6=0.008)",
+    )
     gamma: float = option(1.99, above=0, help="step size, unit: --gamma-unit (paper 1: 1.99 absolute; "
                           "paper 2: 1 lipschitz); PnP-PGD needs γ‖AᵀA‖ < 2")  # fmt: skip
     gamma_unit: str = option(
@@ -222,3 +227,56 @@ def write_pnp_outputs(
         if key.split("/")[0] in first:
             save_png(x, out / "images" / f"{key.replace('/', '_')}.png")
     write_json({**dataclasses.asdict(settings), "lipbench_version": lipbench.__version__}, out / "settings.json")
+
+
+# The two papers' deblurring protocols, as presets of the options they set (`--protocol NAME`, and
+# `protocol:` in a workflow config): paper 1 (PnP-MMO's test_pnp.py) is the settings' defaults;
+# paper 2 (Equivariant PnP) steps by 1/‖AᵀA‖ from Aᵀy, rotations, and clips only the iterate.
+PROTOCOL_KEYS = ("gamma", "gamma_unit", "x0", "group", "clamp")
+PROTOCOLS = {
+    "paper1": {key: default_of(PnPSettings, key) for key in PROTOCOL_KEYS},
+    "paper2": {"gamma": 1.0, "gamma_unit": "lipschitz", "x0": "adjoint", "group": "rotations", "clamp": "output"},
+}
+
+
+SAVE_IMAGES = 2  # PNGs of the first images (`pnp` and `degrade`)
+
+
+def save_images_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--save-images",
+        type=int,
+        default=SAVE_IMAGES,
+        metavar="N",
+        help="PNGs of the first N images (default: %(default)s)",
+    )
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--format", default="csv", choices=["csv", "parquet"], help="format of the records table (default: %(default)s)"
+    )
+    save_images_argument(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = from_args(PnPSettings, args)
+    remove_outputs(args.out, PNP_OUTPUTS)  # a failed run leaves no earlier run's outputs behind
+    result = run_pnp(settings, root=args.root, device=args.device)
+    out = Path(args.out)
+    write_pnp_outputs(result, settings, out, fmt=args.format, save_images=args.save_images)
+    summary = result["final"].groupby("kernel", sort=False)[["psnr_input", "psnr", "psnr_best"]].mean()
+    print(summary.to_string(float_format=lambda v: f"{v:.2f}"))
+    print(f"wrote {out / ('records.' + args.format)} ({len(result['records'])} rows) and {out / 'final.csv'}")
+    return 0
+
+
+COMMAND = Command(
+    run,
+    settings=(PnPSettings,),
+    out="folder: records, final.csv, final.pt, images/, settings.json",
+    device=True,
+    root=True,
+    arguments=_arguments,
+    presets=PROTOCOLS,
+)

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from lipbench.errors import LipbenchError
-from lipbench.outputs import read_table
+from lipbench.plumbing.errors import LipbenchError
+from lipbench.plumbing.io import read_table
+from lipbench.plumbing.options import Command
 
 KEYS = ["step", "denoiser", "lam", "method", "image", "kernel", "point", "operator", "element", "metric"]
 
@@ -81,3 +84,58 @@ def compare_files(baseline: str, new: str, tolerances: dict[str, Tolerance]) -> 
     """``(report, number of values compared)``."""
     base = read_table(baseline)
     return compare(base, read_table(new), tolerances), len(base)
+
+
+def verdict(report: pd.DataFrame, compared: int, baseline: str, new: str) -> str:
+    """One paragraph: do ``new``'s values reproduce ``baseline``'s within tolerance?"""
+    if report.empty:
+        return f"{new} reproduces {baseline}: all {compared} values within tolerance."
+    worst = report.assign(size=report.change.abs()).sort_values("size", ascending=False)
+    moved = ", ".join(f"{m} ({n})" for m, n in worst.metric.value_counts().items())
+    return (
+        f"{new} does NOT reproduce {baseline}: {len(report)} of {compared} values beyond tolerance or missing "
+        f"(by metric: {moved}). The differences are listed below; docs/workflow.md says which differences "
+        "thread counts and platforms make."
+    )
+
+
+def write_report(report: pd.DataFrame, compared: int, baseline: str, new: str, path: str, tolerances: dict) -> None:
+    """``path`` (Markdown): the verdict, the tolerances used and the values beyond them."""
+    from lipbench.plumbing.io import atomic_write
+
+    rows = [f"| {m} | {t.value:g}{' (relative)' if t.relative else ''} |" for m, t in tolerances.items()]
+    with atomic_write(path, "w") as fh:
+        fh.write(verdict(report, compared, baseline, new) + "\n\n")
+        fh.write("| metric | tolerance |\n|---|---|\n" + "\n".join(rows) + "\n")
+        if not report.empty:
+            fh.write("\n" + report.to_markdown(index=False, floatfmt=".4g") + "\n")
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("baseline", help="reference results.csv (e.g. tests/golden/ci/results.csv)")
+    p.add_argument("new", help="results.csv to check")
+    p.add_argument(
+        "--tolerance",
+        action="append",
+        default=[],
+        metavar="METRIC=VALUE",
+        help="override a tolerance: psnr=0.2 (absolute) or lip_J=2%% (relative)",
+    )
+    p.add_argument("--report", metavar="PATH", help="also write the verdict and the differences (Markdown)")
+    p.add_argument("--no-fail", action="store_true", help="exit 0 whatever the differences (a report)")
+
+
+def run(args: argparse.Namespace) -> int:
+    tolerances = parse_tolerances(args.tolerance)
+    report, compared = compare_files(args.baseline, args.new, tolerances)
+    if args.report:
+        write_report(report, compared, args.baseline, args.new, args.report, tolerances)
+    if report.empty:
+        print(f"no regression: {compared} values within tolerance")
+        return 0
+    print(report.to_string(index=False, max_rows=60))
+    print(f"{len(report)} of {compared} values regressed (beyond tolerance or missing)", file=sys.stderr)
+    return 0 if args.no_fail else 1
+
+
+COMMAND = Command(run, arguments=_arguments)

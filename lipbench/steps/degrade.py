@@ -1,18 +1,19 @@
-"""Degrade a dataset with blur kernels and noise: the observations and their quality (the
-"blurred input" baseline of every PSNR table)."""
+"""``lipbench degrade``: degrade a dataset with blur kernels and noise, the observations and their
+quality (the "blurred input" baseline of every PSNR table)."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pandas as pd
 
-from lipbench.data import image_ids, load_images, load_kernel
-from lipbench.errors import LipbenchError
-from lipbench.metrics import psnr, ssim
-from lipbench.observe import centre_crop, observation_seed, observe
-from lipbench.outputs import save_png, write_table
-from lipbench.physics import Blur, check_fits
+from lipbench.data import centre_crop, image_ids, load_images, load_kernel
+from lipbench.plumbing.errors import LipbenchError
+from lipbench.plumbing.io import save_png, write_table
+from lipbench.plumbing.options import Command, add_options
+from lipbench.restoration.metrics import psnr, ssim
+from lipbench.restoration.physics import Blur, check_fits, observation_seed, observe
 
 
 def degrade_dataset(
@@ -54,3 +55,24 @@ def degrade_dataset(
     table = pd.DataFrame(rows)
     write_table(table, out / "observations.csv")
     return table
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    from lipbench.steps.pnp import PnPSettings, save_images_argument
+
+    add_options(p, PnPSettings, only=("dataset", "kernels", "sigma", "crop"))
+    save_images_argument(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    table = degrade_dataset(
+        args.dataset, args.kernels, args.sigma, Path(args.out), root=args.root,
+        crop=args.crop, save_images=args.save_images,
+    )  # fmt: skip
+    summary = table.groupby("kernel", sort=False)[["psnr", "ssim"]].mean()
+    print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
+    print(f"wrote {len(table)} rows to {Path(args.out) / 'observations.csv'}")
+    return 0
+
+
+COMMAND = Command(run, arguments=_arguments, out="output folder", root=True)

@@ -1,4 +1,4 @@
-"""Lipschitz evaluation of a trained denoiser: ‖∂J‖ and ‖∂Q‖² (Q = 2J − Id) per image.
+"""``lipbench lipschitz``, the Lipschitz evaluation of a trained denoiser: ‖∂J‖ and ‖∂Q‖² (Q = 2J − Id) per image.
 
 Points: ``noisy`` (x + σ n, σ the training noise level), ``tilde`` (x̃ = τ J(y) + (1 − τ) x as in
 training) and ``pnp`` (final PnP iterates, from ``lipbench pnp``'s ``final.pt``). Operators: ``J``
@@ -8,29 +8,26 @@ orthogonal ``T_g``, ‖∂J_G(x)‖ ≤ (1/|G|) Σ_g ‖∂J(T_g x)‖: the ``bo
 
 from __future__ import annotations
 
+import argparse
 from collections import defaultdict
 from dataclasses import dataclass
 
 import pandas as pd
 import torch
 
-from lipbench.data import image_ids, load_images
-from lipbench.device import resolve_device
-from lipbench.errors import LipbenchError
-from lipbench.groups import D4, equivariant
-from lipbench.lipschitz import interpolate, linearize
-from lipbench.lipschitz.lanczos import lanczos
+from lipbench.lipschitz import SOLVERS, interpolate, linearize
 from lipbench.lipschitz.linearize import ReflectedLinearization
-from lipbench.lipschitz.power import power_iteration
-from lipbench.models import denoiser_label, load_model, read_checkpoint
-from lipbench.observe import centre_crop
-from lipbench.options import check, default_of, option
-from lipbench.precision import tf32
-from lipbench.seeding import derive_seed, generator
-from lipbench.training import TrainConfig
+from lipbench.models import denoiser_label
+from lipbench.plumbing.device import resolve_device
+from lipbench.plumbing.errors import LipbenchError
+from lipbench.plumbing.io import write_table
+from lipbench.plumbing.options import Command, check, from_args, option
+from lipbench.plumbing.precision import tf32
+from lipbench.plumbing.seeding import derive_seed, generator
+from lipbench.restoration.groups import D4, equivariant
+from lipbench.steps.denoise import evaluation_inputs, lam_of
 
 POINTS = ("noisy", "tilde", "pnp")
-SOLVERS = {"lanczos": lanczos, "power": power_iteration}
 
 
 @dataclass(frozen=True)
@@ -58,25 +55,6 @@ class LipschitzSettings:
         if "pnp" in self.points and self.pnp_final is None:
             raise LipbenchError("--points pnp needs --pnp-final (the final.pt written by `lipbench pnp`)")
         check(self, "Lipschitz settings")
-
-
-@dataclass(frozen=True)
-class DenoiseSettings:
-    """One denoising evaluation (``lipbench denoise``'s options)."""
-
-    checkpoint: str = option(help="a model.pt written by `lipbench train` or `tune-tv`")
-    dataset: str = option("bsd68", help="test images")
-    crop: int | None = option(None, minimum=1, help="centre crop size (quick CPU runs)", none="full images")
-    sigma: float | None = option(None, above=0, help="noise std", none="the training noise level")
-    tf32: bool = option(False, help="CUDA: TF32 convolutions in the denoised images")
-
-    def __post_init__(self) -> None:
-        check(self, "denoising settings")
-
-
-def training_sigma(payload: dict) -> float:
-    """The noise level a checkpoint was trained at (the training default for one without it)."""
-    return float(payload.get("train_config", {}).get("sigma", default_of(TrainConfig, "sigma")))
 
 
 def _points(settings: LipschitzSettings, model, ids, images, sigma) -> dict[str, list[torch.Tensor]]:
@@ -129,24 +107,6 @@ def _per_element_norms(
     return {str(g): out[str(g)] for g in elements}
 
 
-def _evaluated(
-    settings: LipschitzSettings | DenoiseSettings, root: str | None, dev: torch.device
-) -> tuple[dict, torch.nn.Module, float, list[str], list[torch.Tensor]]:
-    """What both evaluations start from: the checkpoint's payload and model, the noise level (the
-    training one unless given), and the test images (centre-cropped if asked) with their ids."""
-    payload = read_checkpoint(settings.checkpoint, map_location=dev)
-    sigma = settings.sigma if settings.sigma is not None else training_sigma(payload)
-    model = load_model(settings.checkpoint, map_location=dev, payload=payload)
-    images = load_images(settings.dataset, root)
-    if settings.crop is not None:
-        images = [centre_crop(x, settings.crop) for x in images]
-    return payload, model, sigma, image_ids(settings.dataset, root), images
-
-
-def _lam(payload: dict) -> float:
-    return payload.get("train_config", {}).get("lam", float("nan"))
-
-
 def evaluate_lipschitz(settings: LipschitzSettings, *, root: str | None = None, device: str = "auto") -> pd.DataFrame:
     """One row per image × point × operator (see the module docstring)."""
     with tf32(settings.tf32):
@@ -155,7 +115,7 @@ def evaluate_lipschitz(settings: LipschitzSettings, *, root: str | None = None, 
 
 def _evaluate_lipschitz(settings: LipschitzSettings, root: str | None, device: str) -> pd.DataFrame:
     dev = resolve_device(device)
-    payload, model, sigma, ids, images = _evaluated(settings, root, dev)
+    payload, model, sigma, ids, images = evaluation_inputs(settings, root, dev)
     points = _points(settings, model, ids, images, sigma)
     point_ids = points.pop("pnp_ids", None)
     group, mean = D4(), equivariant(model, D4(), "mean")
@@ -181,27 +141,18 @@ def _evaluate_lipschitz(settings: LipschitzSettings, root: str | None, device: s
                         }
                     )  # fmt: skip
     table = pd.DataFrame(rows)
-    table.insert(0, "lam", _lam(payload))
+    table.insert(0, "lam", lam_of(payload))
     table.insert(0, "denoiser", denoiser_label(payload))
     return table
 
 
-def denoising_psnr(settings: DenoiseSettings, *, root: str | None = None, device: str = "auto") -> pd.DataFrame:
-    """PSNR of ``J(x + σ n)`` per image (σ: the training noise level unless given; the noise of
-    image ``i`` is seeded by ``(i, σ)``), with the noisy input's PSNR for reference. ``tf32``: let
-    CUDA run the denoiser's convolutions in TF32 (off: the PSNR is a reported number)."""
-    from lipbench.metrics import psnr
+def run(args: argparse.Namespace) -> int:
+    table = evaluate_lipschitz(from_args(LipschitzSettings, args), root=args.root, device=args.device)
+    path = write_table(table, args.out)
+    summary = table.groupby(["point", "operator"])[["lip_J", "lip2_Q", "iterations_J"]].agg(["mean", "max"])
+    print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
+    print(f"wrote {path} ({len(table)} rows)")
+    return 0
 
-    dev = resolve_device(device)
-    payload, model, sigma, ids, images = _evaluated(settings, root, dev)
-    rows = []
-    with torch.no_grad(), tf32(settings.tf32):
-        for i, x in zip(ids, images, strict=True):
-            y = x + sigma * torch.randn(x.shape, generator=generator("denoise-noise", i, sigma))
-            out = model(y[None].to(dev)).cpu()[0]
-            rows.append({"image": i, "sigma": sigma, "psnr_noisy": psnr(y, x).item(), "psnr": psnr(out, x).item()})
-    table = pd.DataFrame(rows)
-    table.insert(0, "denoiser", denoiser_label(payload))
-    table.insert(1, "lam", _lam(payload))
-    table.insert(2, "dataset", settings.dataset)
-    return table
+
+COMMAND = Command(run, settings=(LipschitzSettings,), out="output table (.csv or .parquet)", device=True, root=True)

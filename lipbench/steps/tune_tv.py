@@ -1,7 +1,7 @@
-"""The TV baseline: PGD with the prox of isotropic TV, its weight chosen on tuning images.
+"""``lipbench tune-tv``, the TV baseline: PGD with the prox of isotropic TV, its weight chosen on tuning images.
 
 PGD for ``min_x ½‖A x − y‖² + λ TV(x)`` is PnP-PGD with ``J = prox_{γλ TV}``, so the baseline
-runs through the same :func:`lipbench.restore.run_pnp` as every learned denoiser. Its one
+runs through the same :func:`lipbench.steps.pnp.run_pnp` as every learned denoiser. Its one
 parameter, the prox weight ``w = γλ``, is chosen by grid search on images that are not the test
 set (by default the first images of BSD400), on the test protocol's kernels, noise and iterations:
 the weight with the best mean final PSNR over tuning images × kernels, then a finer log grid
@@ -11,6 +11,7 @@ later step (PnP, Lipschitz, denoising) reads like a trained model.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import os
@@ -23,12 +24,12 @@ import numpy as np
 import pandas as pd
 
 import lipbench
-from lipbench.errors import LipbenchError
 from lipbench.models import TVDenoiser, save_checkpoint
-from lipbench.options import check, default_of, option
-from lipbench.outputs import write_table
-from lipbench.restore import PnPSettings, run_pnp
-from lipbench.training import TrainConfig
+from lipbench.plumbing.errors import LipbenchError
+from lipbench.plumbing.io import remove_outputs, write_table
+from lipbench.plumbing.options import Command, check, default_of, from_args, option
+from lipbench.steps.pnp import PROTOCOLS, PnPSettings, run_pnp
+from lipbench.steps.train import TrainConfig
 
 LABEL = "tv"
 
@@ -36,7 +37,7 @@ LABEL = "tv"
 @dataclass(frozen=True)
 class TuningSettings:
     """How TV's weight is chosen (``lipbench tune-tv``'s own options; the protocol's are
-    :class:`~lipbench.restore.PnPSettings`')."""
+    :class:`~lipbench.steps.pnp.PnPSettings`')."""
 
     weights: tuple[float, ...] = option(
         metavar="W", above=0, help="prox weights w = γλ tried (a log grid; the best must lie inside it)"
@@ -126,3 +127,35 @@ def write_tv(
 def tuning_settings(settings: PnPSettings, images: int) -> PnPSettings:
     """The test protocol on the tuning set: plain PGD (no equivariance), the first ``images``."""
     return dataclasses.replace(settings, equivariance="none", max_images=images, checkpoint="")
+
+
+def run(args: argparse.Namespace) -> int:
+    from lipbench.data import image_ids
+
+    tuning = from_args(TuningSettings, args)
+    remove_outputs(args.out, ("model.pt", "tuning.csv"))
+    settings = tuning_settings(from_args(PnPSettings, args, checkpoint=""), tuning.images)
+    shared = set(image_ids(args.dataset, args.root)[: tuning.images]) & set(image_ids(tuning.test_dataset, args.root))
+    if shared:
+        raise LipbenchError(
+            f"tuning images {sorted(shared)} of {args.dataset} are in the test set {tuning.test_dataset}: "
+            "tune TV on other images (e.g. --dataset bsd400)"
+        )
+    table = tune_tv(settings, tuning.weights, prox_iters=tuning.prox_iters, refine=tuning.refine, root=args.root,
+                    device=args.device)  # fmt: skip
+    path = write_tv(table, settings, args.out, prox_iters=tuning.prox_iters, train_sigma=tuning.train_sigma)
+    print(table[["stage", "prox_weight", "psnr", "chosen"]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"TV prox weight {chosen_weight(table):.4g} chosen on {tuning.images} {args.dataset} images; wrote {path}")
+    return 0
+
+
+COMMAND = Command(
+    run,
+    settings=(PnPSettings, TuningSettings),
+    skip=("checkpoint", "equivariance", "lipschitz_every", "max_images"),
+    defaults={"dataset": "bsd400"},  # tuning images: never the test set (checked)
+    out="folder: model.pt (the tuned TV denoiser), tuning.csv",
+    device=True,
+    root=True,
+    presets=PROTOCOLS,
+)

@@ -1,4 +1,4 @@
-"""Training a denoiser with the firm-nonexpansiveness penalty: one model per call, resumable.
+"""``lipbench train``: a denoiser trained with the firm-nonexpansiveness penalty, one model per call, resumable.
 
 Loss: ``ℓ(J(x + σ n), x) + λ · max{‖∂Q(x̃)‖², 1 − ε}`` (ℓ = mean ℓ1 or mean squared error).
 At every checkpoint the log also records the converged ‖∂Q(x̃)‖² on a fixed probe set of training
@@ -10,6 +10,7 @@ the CPU ends with bit-identical weights.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import time
@@ -23,17 +24,16 @@ from tqdm import tqdm
 
 import lipbench
 from lipbench.data import PatchSampler, load_images
-from lipbench.device import resolve_device
-from lipbench.errors import LipbenchError
-from lipbench.io import atomic_write
 from lipbench.lipschitz import Reflected, fne_penalty, spectral_norm
 from lipbench.lipschitz.penalty import SOLVERS
 from lipbench.models import build, read_checkpoint, save_checkpoint
 from lipbench.models.checkpoint import nonfinite_entries
-from lipbench.options import check, option
-from lipbench.outputs import remove_outputs
-from lipbench.precision import AMP, autocast, layout, tf32, to_channels_last
-from lipbench.seeding import derive_seed, generator
+from lipbench.plumbing.device import resolve_device
+from lipbench.plumbing.errors import LipbenchError
+from lipbench.plumbing.io import atomic_write, remove_outputs
+from lipbench.plumbing.options import Command, check, from_args, option
+from lipbench.plumbing.precision import AMP, autocast, layout, tf32, to_channels_last
+from lipbench.plumbing.seeding import derive_seed, generator
 
 PROBE_TOL = 1e-4
 PROBE_MAX_ITER = 300
@@ -55,7 +55,8 @@ class TrainConfig:
 
     model: str = option("dncnn", help="registered architecture (dncnn, certified) or your own as module:factory")
     model_kwargs: dict[str, Any] = option(
-        factory=lambda: {"depth": 20, "width": 64}, cli=False, help="the model's keyword arguments"
+        factory=lambda: {"depth": 20, "width": 64},
+        help="the model's keyword arguments: KEY=VALUE pairs (depth=17 width=32) or a JSON object",
     )
     label: str | None = option(None, help="the denoiser's name in the tables", none="the model's name")
     dataset: str = option("bsd400", help="training images (grey)")
@@ -334,3 +335,25 @@ def train(
     del final["optimizer"], final["scheduler"], final["generator"]
     save_checkpoint(final, out / FINAL)
     return out / FINAL
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = from_args(TrainConfig, args)
+    path = train(config, args.out, resume=args.resume, device=args.device, root=args.root, progress=not args.quiet)
+    print(f"wrote {path}")
+    return 0
+
+
+COMMAND = Command(
+    run,
+    settings=(TrainConfig,),
+    out="run folder: checkpoint.pt, log.csv, model.pt",
+    device=True,
+    root=True,
+    quiet=True,
+    arguments=_arguments,
+)

@@ -1,0 +1,235 @@
+"""Workflow configuration: read with errors that name the file and line, validated against one
+schema, and checked beyond it (kernel and model names) — what the Snakefile and ``lipbench
+check-config`` run.
+
+The schema has two parts. ``workflow/schemas/config.schema.yaml`` holds the workflow's own keys (the
+λ grid, the methods, the long runs, the output name...) and their defaults. Every other key of a
+section is an option of the step that section configures — ``train`` → ``lipbench train``, ``pnp`` →
+``lipbench pnp``... — and its type, bounds and choices are generated here from that step's settings
+dataclass (:data:`SECTIONS`), which is also the one home of its default: the rules pass only the keys
+a configuration sets (:mod:`lipbench.workflow.rules`).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lipbench.data.kernels import KERNEL_NAMES
+from lipbench.plumbing.errors import LipbenchError
+
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+# config section (a path of keys) → (the step whose options its other keys are, the options the
+# workflow itself sets for that step, so a configuration may not)
+SECTIONS: dict[tuple[str, ...], tuple[str, tuple[str, ...]]] = {
+    ("train",): ("train", ("model", "model_kwargs", "label", "init", "lam", "steps")),
+    ("pnp",): ("pnp", ("checkpoint", "equivariance")),
+    ("pnp", "long_runs"): ("pnp", ("checkpoint", "equivariance", "kernels")),
+    ("tv",): (
+        "tune-tv",
+        ("checkpoint", "equivariance", "lipschitz_every", "max_images", "test_dataset", "train_sigma"),
+    ),
+    ("denoise",): ("denoise", ("checkpoint",)),
+    ("lipschitz",): ("lipschitz", ("checkpoint", "pnp_final")),
+    ("calibration",): ("grid", ()),
+}
+# tv: only the tuning's own options and its image set; the deblurring protocol is pnp's
+TV_PROTOCOL_KEYS = ("dataset",)
+
+
+def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The mapping of a YAML config file; a missing file, a syntax error (with its line and
+    column) or a file that is not a mapping raises one :class:`LipbenchError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise LipbenchError(f"config file {path} does not exist: give an existing file (e.g. config/ci.yaml)")
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise LipbenchError(f"{where}: YAML syntax error: {exc.problem or exc.context}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise LipbenchError(f"config file {path} is not YAML ({exc})") from None
+    if not isinstance(config, dict):
+        raise LipbenchError(f"config file {path} holds a {type(config).__name__}, not a mapping of settings")
+    return config
+
+
+def _json_type(hint: Any) -> dict[str, Any]:
+    """The JSON schema of a settings field's annotation (``int | None``, ``tuple[str, ...]``...)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        inner = _json_type(args[0])
+        return {**inner, "type": [inner["type"], "null"]} if "type" in inner else inner
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        spec = {"type": "array", "items": _json_type(args[0])}
+        return spec if args[-1] is Ellipsis else {**spec, "minItems": len(args), "maxItems": len(args)}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": _json_type(typing.get_args(hint)[1])}
+    simple = {str: "string", int: "integer", float: "number", bool: "boolean"}
+    return {"type": simple[hint]} if hint in simple else {}
+
+
+def settings_schema(classes: tuple[type, ...], exclude: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    """JSON-schema properties of the settings dataclasses' fields (but ``exclude``): type, choices,
+    bounds and help; no defaults (they stay the dataclasses')."""
+    properties = {}
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in exclude or "help" not in f.metadata:
+                continue
+            spec = _json_type(hints[f.name])
+            meta = f.metadata
+            target = spec["items"] if spec.get("type") == "array" else spec
+            if meta["choices"] is not None:
+                target["enum"] = list(meta["choices"])
+            for bound, key in (("minimum", "minimum"), ("above", "exclusiveMinimum"), ("maximum", "maximum"),
+                               ("below", "exclusiveMaximum")):  # fmt: skip
+                if meta[bound] is not None:
+                    target[key] = meta[bound]
+            properties[f.name] = {**spec, "description": meta["help"]}
+    return properties
+
+
+def schema() -> dict[str, Any]:
+    """The whole schema: the workflow's keys (the YAML file) completed by every section's step options."""
+    from lipbench.cli import command
+    from lipbench.steps.pnp import METHODS, PROTOCOLS
+
+    if not SCHEMA.is_file():
+        raise LipbenchError(f"schema {SCHEMA} does not exist: run the workflow from a lipbench checkout")
+    spec = yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
+    for path, (step, controlled) in SECTIONS.items():
+        section = spec
+        for key in path:
+            section = section["properties"][key]
+        options = settings_schema(command(step).settings, controlled)
+        if path == ("tv",):
+            options = {k: v for k, v in options.items() if k in TV_PROTOCOL_KEYS or k not in settings_schema(
+                command("pnp").settings)}  # fmt: skip
+        own = section.setdefault("properties", {})
+        section["properties"] = {**options, **own}  # the workflow's own description of a key wins
+    pnp = spec["properties"]["pnp"]["properties"]
+    for runs in (pnp, pnp["long_runs"]["properties"]):
+        runs["methods"]["items"]["enum"] = list(METHODS)
+        runs["protocol"]["enum"] = list(PROTOCOLS)
+    return spec
+
+
+def _fill_defaults(spec: dict[str, Any], config: Any) -> None:
+    """Set the schema's defaults (the workflow's own keys only) where ``config`` lacks the key."""
+    if not isinstance(config, dict):
+        return
+    for key, sub in spec.get("properties", {}).items():
+        if key not in config and "default" in sub:
+            config[key] = copy.deepcopy(sub["default"])
+        if key in config:
+            _fill_defaults(sub, config[key])
+    if isinstance(spec.get("additionalProperties"), dict):
+        for key, value in config.items():
+            if key not in spec.get("properties", {}):
+                _fill_defaults(spec["additionalProperties"], value)
+
+
+def validated(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """A copy of ``config``, checked against :func:`schema` (the first problem, naming its key, raises
+    :class:`LipbenchError`) and with the workflow's defaults filled in; kernel and model names
+    checked. ``source`` names the configuration in errors (its file)."""
+    import jsonschema
+
+    spec = schema()
+    validator = jsonschema.Draft202012Validator(spec)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        key = ".".join(map(str, error.absolute_path)) or "(top level)"
+        raise LipbenchError(f"{source}: {key}: {error.message}")
+    config = copy.deepcopy(config)
+    _fill_defaults(spec, config)
+    check_kernels(config)
+    check_models(config)
+    return config
+
+
+def check_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read ``path`` and check it as the Snakefile does; return the validated config."""
+    return validated(read_config(path), f"config file {path}")
+
+
+def kernel_problems(config: dict[str, Any]) -> list[str]:
+    """Kernels of ``pnp.kernels``, ``pnp.long_runs.kernels`` and ``pnp.kernel_sigma`` that are
+    neither a known name nor an existing ``.mat``/``.npy`` file."""
+    pnp = config.get("pnp", {})
+    named = {
+        "pnp.kernels": pnp.get("kernels") or [],
+        "pnp.long_runs.kernels": (pnp.get("long_runs") or {}).get("kernels") or [],
+        "pnp.kernel_sigma": list(pnp.get("kernel_sigma") or {}),
+    }
+    out = []
+    for key, names in named.items():
+        for name in names:
+            known = name in KERNEL_NAMES or (Path(name).suffix in (".mat", ".npy") and Path(name).is_file())
+            if not known:
+                out.append(f"{key}: unknown kernel {name!r}")
+    return out
+
+
+def check_kernels(config: dict[str, Any]) -> None:
+    """Fail before any job runs when the config names a kernel that does not exist."""
+    problems = kernel_problems(config)
+    if problems:
+        raise LipbenchError(
+            f"config {'; '.join(problems)}: use one of {', '.join(KERNEL_NAMES)}, or a path to a .mat/.npy file"
+        )
+
+
+def check_models(config: dict[str, Any]) -> None:
+    """Fail before any job runs when a ``denoisers`` entry names a model that does not resolve (a
+    typo, or a ``module:factory`` that does not import): one clear :class:`LipbenchError`."""
+    from lipbench.models import resolve
+
+    for name, entry in config.get("denoisers", {}).items():
+        try:
+            resolve(entry["model"]["name"])
+        except LipbenchError as exc:
+            raise LipbenchError(f"config denoisers.{name}.model.name: {exc}") from None
+
+
+def options_markdown() -> str:
+    """The step options a configuration may set, section by section, as Markdown tables (key,
+    meaning, default): docs/configuration.md holds this text, and a test keeps them equal."""
+    from lipbench.cli import command
+    from lipbench.plumbing.options import default_of
+
+    out = []
+    for path, (step, controlled) in SECTIONS.items():
+        spec = command(step)
+        names = set(settings_schema(spec.settings, controlled))
+        if path == ("tv",):
+            names = {n for n in names if n in TV_PROTOCOL_KEYS or n not in settings_schema(command("pnp").settings)}
+        out.append(
+            f"`{'.'.join(path)}` — options of `lipbench {step}`\n\n| key | meaning | default |\n| --- | --- | --- |"
+        )
+        for cls in spec.settings:
+            for f in dataclasses.fields(cls):
+                if f.name in names:
+                    names.discard(f.name)
+                    default = spec.defaults.get(f.name, default_of(cls, f.name))
+                    shown = f.metadata["none"] if default is None and f.metadata["none"] else default
+                    shown = " ".join(map(str, shown)) if isinstance(shown, tuple) else shown
+                    meaning = f.metadata["help"].replace("|", "\\|")
+                    shown = "required" if shown is dataclasses.MISSING else "—" if shown == {} else f"`{shown}`"
+                    out.append(f"| `{f.name}` | {meaning} | {shown} |")
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,188 @@
+"""The command line of each rule, built from the validated configuration: the keys a section sets,
+passed generically as the options of its step (:func:`lipbench.plumbing.options.to_flags`), so the
+steps' settings dataclasses stay the one home of every default. Also the lists the rules expand:
+λ labels, denoisers, PnP runs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shlex
+from typing import Any
+
+from lipbench.plumbing.errors import LipbenchError
+from lipbench.plumbing.options import to_flags
+
+# keys of pnp that belong to the table runs only: the long runs have their own (protocol: paper 2's)
+TABLE_ONLY = ("protocol", "iters", "record_every", "tf32")
+WORKFLOW_KEYS = {  # a section's keys that are the workflow's, not options of its step
+    ("train",): ("lambdas", "base_steps", "finetune_steps", "finetune_lr"),
+    ("pnp",): ("methods", "long_runs", "protocol"),
+    ("pnp", "long_runs"): ("lambdas", "methods", "protocol"),
+}
+
+
+def _step_options(command: str) -> tuple[type, ...]:
+    from lipbench.cli import command as command_of
+
+    return command_of(command).settings
+
+
+def args(command: str, values: dict[str, Any], **extra: Any) -> str:
+    """``lipbench <command>``'s options setting ``values`` and ``extra`` (option name → value), as
+    one shell-quoted string; only what is given is passed."""
+    return shlex.join(to_flags(_step_options(command), {**values, **extra}))
+
+
+def section(config: dict[str, Any], *path: str) -> dict[str, Any]:
+    """The keys of the config section ``path`` that are options of its step."""
+    values = config
+    for key in path:
+        values = values.get(key) or {}
+    own = WORKFLOW_KEYS.get(path, ())
+    return {k: v for k, v in values.items() if k not in own}
+
+
+def shared_args(config: dict[str, Any]) -> str:
+    """``--device`` and ``--root``: the options of every step that runs a model or reads data."""
+    return " ".join(filter(None, [shlex.join(["--device", config["device"]]), root_arg(config)]))
+
+
+def root_arg(config: dict[str, Any]) -> str:
+    root = config["data"]["root"]
+    return shlex.join(["--root", root]) if root else ""
+
+
+def model_options(model: dict[str, Any]) -> dict[str, Any]:
+    """``model`` and ``model_kwargs`` of ``lipbench train`` from a config's ``model`` section."""
+    kwargs = {k: v for k, v in model.items() if k != "name"}
+    return {**({"model": model["name"]} if "name" in model else {}), **({"model_kwargs": kwargs} if kwargs else {})}
+
+
+def train_args(config: dict[str, Any], **extra: Any) -> str:
+    return args("train", section(config, "train"), **extra)
+
+
+def base_args(config: dict[str, Any]) -> str:
+    return train_args(config, **model_options(config["model"]), lam=0.0, steps=config["train"]["base_steps"])
+
+
+def finetune_args(config: dict[str, Any]) -> str:
+    t = config["train"]
+    lr = {"lr": t["finetune_lr"]} if "finetune_lr" in t else {}
+    return train_args(config, **model_options(config["model"]), steps=t["finetune_steps"], **lr)
+
+
+def extra_args(config: dict[str, Any], name: str) -> str:
+    """``lipbench train`` for the ``denoisers`` entry ``name``: from scratch, with the train section's
+    settings and the base's step count, unless the entry sets ``steps``, ``lr`` or ``lam``."""
+    entry = config["denoisers"][name]
+    own = {k: entry[k] for k in ("lam", "lr") if k in entry}
+    steps = entry.get("steps", config["train"]["base_steps"])
+    return train_args(config, **model_options(entry["model"]), steps=steps, label=name, **own)
+
+
+def pnp_options(config: dict[str, Any], long: bool = False) -> dict[str, Any]:
+    """Options of ``lipbench pnp`` for the table runs (``pnp``'s keys, ``--protocol`` if set) or the
+    ``long`` runs (``pnp``'s keys but :data:`TABLE_ONLY`, overridden by ``pnp.long_runs``' own)."""
+    p = config["pnp"]
+    if not long:
+        return {**section(config, "pnp"), **({"protocol": p["protocol"]} if "protocol" in p else {})}
+    runs = p["long_runs"]
+    values = {k: v for k, v in section(config, "pnp").items() if k not in TABLE_ONLY}
+    values |= {**section(config, "pnp", "long_runs"), "protocol": runs["protocol"]}
+    kernels = values["kernels"]
+    if "kernel_sigma" in values:  # only the kernels a run uses
+        values["kernel_sigma"] = {k: v for k, v in values["kernel_sigma"].items() if k in kernels}
+    return values
+
+
+def _with_protocol(values: dict[str, Any]) -> str:
+    """Options with ``protocol`` first, as ``--protocol NAME`` (a preset the other options override)."""
+    protocol = values.pop("protocol", None)
+    rest = to_flags(_step_options("pnp"), values)
+    return shlex.join((["--protocol", protocol] if protocol else []) + rest)
+
+
+def pnp_args(config: dict[str, Any], long: bool = False) -> str:
+    return _with_protocol(pnp_options(config, long))
+
+
+def tv_args(config: dict[str, Any]) -> str:
+    """``lipbench tune-tv``: the tables' PnP protocol (``pnp``'s keys, but its test set) on the tuning
+    images, the ``tv`` section's own options; the test set and the training noise from their sections."""
+    values = {k: v for k, v in pnp_options(config).items() if k != "dataset"}
+    values |= section(config, "tv")
+    if "dataset" in config["pnp"]:
+        values["test_dataset"] = config["pnp"]["dataset"]
+    if "sigma" in config["train"]:
+        values["train_sigma"] = config["train"]["sigma"]
+    protocol = values.pop("protocol", None)
+    rest = to_flags(_step_options("tune-tv"), values)
+    return shlex.join((["--protocol", protocol] if protocol else []) + rest)
+
+
+def lipschitz_args(config: dict[str, Any]) -> str:
+    return args("lipschitz", section(config, "lipschitz"))
+
+
+def denoise_args(config: dict[str, Any]) -> str:
+    return args("denoise", section(config, "denoise"))
+
+
+def grid_args(config: dict[str, Any]) -> str:
+    return args("grid", section(config, "calibration"))
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def lam_label(lam: float) -> str:
+    """The λ of a path, exact: the shortest decimal that reads back as the same float (``repr``),
+    without a trailing ``.0``: ``0``, ``0.01``, ``1e-05``, ``1.0000001e-05`` (``float(label) == lam``),
+    so two λ never share a folder and a folder names its λ to the last digit."""
+    value = float(lam) + 0.0  # -0.0 is 0
+    if not math.isfinite(value):
+        raise LipbenchError(f"λ must be finite, got {lam!r}")
+    return repr(value).removesuffix(".0")
+
+
+def lambda_values(config: dict[str, Any]) -> dict[str, float]:
+    """The λ grid by folder label (``lam<label>``, :func:`lam_label`): the exact values the
+    ``finetune`` rule passes to ``lipbench train --lam``. Stops the run, before any job, when two λ
+    of the grid share a label or a long run names a λ outside the grid."""
+    values: dict[str, float] = {}
+    for lam in config["train"]["lambdas"]:
+        label = lam_label(lam)
+        if label in values:
+            raise LipbenchError(
+                f"config train.lambdas: {values[label]!r} and {lam!r} are the same λ (folder lam{label}): list it once"
+            )
+        values[label] = float(lam) + 0.0
+    runs = config["pnp"].get("long_runs") or {}
+    outside = [lam for lam in runs.get("lambdas", []) if lam_label(lam) not in values]
+    if outside:
+        raise LipbenchError(f"config pnp.long_runs.lambdas: {outside} not in train.lambdas {list(values.values())}")
+    return values
+
+
+def denoisers(config: dict[str, Any]) -> list[str]:
+    """Every denoiser of the tables, as its folder name: ``lam<λ>`` for the λ grid, then the
+    ``denoisers`` section's (trained by the workflow), then ``tv`` (the tuned TV baseline)."""
+    grid = [f"lam{lam_label(lam)}" for lam in config["train"]["lambdas"]]
+    return [*grid, *config["denoisers"], *(["tv"] if config.get("tv") else [])]
+
+
+def pnp_runs(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(denoiser, method)`` of every PnP run of the tables: every configured method for a learned
+    denoiser; TV is isotropic, so its PGD runs once (method ``standard``)."""
+    methods = config["pnp"]["methods"]
+    return [(d, m) for d in denoisers(config) for m in (["standard"] if d == "tv" else methods)]
+
+
+def long_runs(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(denoiser folder, method)`` of every configured long PnP run (``lam<λ>``)."""
+    runs = config["pnp"].get("long_runs")  # optional: no long runs
+    return [(f"lam{lam_label(lam)}", m) for lam in runs["lambdas"] for m in runs["methods"]] if runs else []

@@ -1,0 +1,38 @@
+"""``lipbench publish``: a finished run's tables, figures and timings become the published reference."""
+
+from __future__ import annotations
+
+from lipbench.cli import main
+
+
+def _run(folder, marker: str):
+    for name in ("tables/results.csv", "tables/psnr.md", "figures/panel.png", "benchmarks/pnp/x.tsv",
+                 "models/lam0/model.pt", "models/lam0/checkpoint.pt", "logs/train/lam0.log"):  # fmt: skip
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(f"{marker} {name}")
+    return folder
+
+
+def test_publish_replaces_the_reference_as_a_whole(tmp_path, monkeypatch, capsys):
+    run = _run(tmp_path / "runs" / "quick", "new")
+    old = _run(tmp_path / "results" / "quick", "old")
+    (old / "tables" / "stale.csv").write_text("from an earlier run")
+    monkeypatch.chdir(tmp_path)
+    assert main(["publish", str(run)]) == 0
+    published = sorted(p.relative_to(old).as_posix() for p in old.rglob("*") if p.is_file())
+    assert published == ["benchmarks/pnp/x.tsv", "figures/panel.png", "tables/psnr.md", "tables/results.csv"]
+    assert (old / "tables" / "results.csv").read_text() == "new tables/results.csv"
+    assert "published 4 files" in capsys.readouterr().out
+    assert main(["publish", str(run), str(tmp_path / "elsewhere"), "--models"]) == 0
+    assert (tmp_path / "elsewhere" / "models" / "lam0" / "model.pt").is_file()
+    assert not (tmp_path / "elsewhere" / "models" / "lam0" / "checkpoint.pt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "results", "runs"]  # no staging left
+
+
+def test_an_unfinished_run_is_refused_and_the_reference_kept(tmp_path, capsys):
+    run = tmp_path / "runs" / "quick"
+    run.mkdir(parents=True)
+    old = _run(tmp_path / "results" / "quick", "old")
+    assert main(["publish", str(run), str(old)]) == 2
+    assert "holds no tables/results.csv: finish the run first" in capsys.readouterr().err
+    assert (old / "tables" / "results.csv").read_text() == "old tables/results.csv"
