@@ -61,14 +61,14 @@ echo "== [$((SECONDS - start)) s] config/gpu-slice.yaml end to end (budget 480 s
 if [[ $PARTS == *slice* && $DEVICE != cpu ]]; then  # on a CPU, tests/test_workflow.py runs it at toy sizes
     shim=$(mktemp -d)  # the rules call `lipbench`: this checkout's, through this python
     printf '#!/bin/sh\nexec "%s" -m lipbench.cli "$@"\n' "$PY" > "$shim/lipbench" && chmod +x "$shim/lipbench"
-    rm -rf results/gpu-slice
+    rm -rf runs/gpu-slice
     t0=$SECONDS
     PATH="$shim:$PATH" "$PY" -m snakemake --cores all --configfile config/gpu-slice.yaml 2>&1 \
         | tee "$OUT/gpu-slice-snakemake.log" || status=1
     wall=$((SECONDS - t0))
     echo "config/gpu-slice.yaml: ${wall} s end to end (budget 480 s)" | tee "$OUT/gpu-slice-wall.txt"
     (( wall <= 480 )) || status=1
-    mkdir -p "$OUT/gpu-slice" && cp -r results/gpu-slice/{tables,figures,logs,benchmarks} "$OUT/gpu-slice/" || status=1
+    mkdir -p "$OUT/gpu-slice" && cp -r runs/gpu-slice/{tables,figures,logs,benchmarks} "$OUT/gpu-slice/" || status=1
 fi
 
 echo "== [$((SECONDS - start)) s] done (status $status); files in $OUT"

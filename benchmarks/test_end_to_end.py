@@ -4,7 +4,7 @@ of 2, 3 and 4 values (how the workflow grows with the grid; fitted on the perfor
 
 The quick run takes about 10 minutes, so it is timed only when ``LIPBENCH_BENCH_QUICK=1``; otherwise,
 and in smoke runs (``--benchmark-disable``), each configuration is planned (``snakemake -n``) so the
-benchmark cannot rot. The timed runs work in a temporary folder: ``results/`` is left alone.
+benchmark cannot rot. The timed runs work in a temporary folder: ``runs/`` is left alone.
 """
 
 from __future__ import annotations
@@ -51,14 +51,14 @@ def test_end_to_end(benchmark, config, tmp_path, request):
         benchmark.extra_info["goal_s"] = GOALS_S[config]
     out = benchmark.pedantic(_snakemake, (REPO / "config" / CONFIGS[config], tmp_path, "--quiet"), rounds=1,
                              iterations=1)  # fmt: skip
-    tables = tmp_path / "results" / config / "tables"
+    tables = tmp_path / "runs" / config / "tables"
     assert (tables / "results.csv").is_file(), out[-2000:]
-    benchmark.extra_info["results"] = str(tmp_path / "results" / config)
+    benchmark.extra_info["results"] = str(tmp_path / "runs" / config)
     keep = os.environ.get("LIPBENCH_BENCH_KEEP")  # copy the run's results out (to refresh results/quick)
     if keep:
         import shutil
 
-        shutil.copytree(tmp_path / "results" / config, Path(keep) / config, dirs_exist_ok=True)
+        shutil.copytree(tmp_path / "runs" / config, Path(keep) / config, dirs_exist_ok=True)
 
 
 def _planned(out: str) -> dict[str, int]:
@@ -90,4 +90,4 @@ def test_lambda_grid(benchmark, size, tmp_path, request):
         benchmark.pedantic(lambda: None, rounds=1, iterations=1)
         return
     benchmark.pedantic(_snakemake, (path, tmp_path / "run", "--quiet"), rounds=1, iterations=1)
-    assert (tmp_path / "run" / "results" / "ci" / "tables" / "results.csv").is_file()
+    assert (tmp_path / "run" / "runs" / "ci" / "tables" / "results.csv").is_file()

@@ -97,3 +97,15 @@ def test_the_readme_table_is_the_published_quick_summary():
     match = re.search(r"<!-- summary: lipbench summary (\S+) -->\n(.*?)<!-- /summary -->", readme, re.S)
     assert match and match.group(1) == "results/quick/tables/results.csv"
     assert match.group(2) == summary_markdown(REPO / match.group(1))
+
+
+def test_license_and_citation_match_the_project():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "GPL-3.0-or-later"
+    license_text = (REPO / "LICENSE").read_text()
+    assert "GNU GENERAL PUBLIC LICENSE" in license_text and "Version 3, 29 June 2007" in license_text
+    citation = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert citation["license"] == project["license"] and citation["version"] == project["version"]
+    titles = {ref["title"] for ref in citation["references"]}
+    assert {"Learning maximally monotone operators for image recovery",
+            "Equivariant plug-and-play image reconstruction"} <= titles  # fmt: skip
