@@ -1,7 +1,7 @@
 # lipbench: train denoisers over a λ grid, measure their Lipschitz constants, run PnP and
 # equivariant PnP, aggregate, and compare with the published reference. `snakemake --cores all`
 # (config/config.yaml: the quick run) or `--configfile config/ci.yaml`. Every rule is one
-# `lipbench` step; docs/workflow.md draws the graph.
+# `lipbench` step; docs/architecture.md draws the graph, docs/workflow.md explains it.
 from snakemake.utils import min_version
 
 from lipbench.workflow.config import validated

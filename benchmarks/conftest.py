@@ -17,6 +17,9 @@ from lipbench.models import DnCNN
 from lipbench.plumbing.precision import tf32
 
 SHAPES = {"8x40x40": (8, 1, 40, 40), "1x256x256": (1, 1, 256, 256)}
+# ``--benchmark-disable`` (the CI smoke run, which only checks that every benchmark still runs):
+# these small inputs instead, so the whole suite takes about a minute
+SMOKE_SHAPES = {"8x40x40": (2, 1, 16, 16), "1x256x256": (1, 1, 24, 24)}
 # The device the benchmarks run on: cpu by default, cuda in benchmarks/gpu.sh.
 DEVICE = torch.device(os.environ.get("LIPBENCH_BENCH_DEVICE", "cpu"))
 
@@ -48,9 +51,15 @@ def dncnn17() -> DnCNN:
     return DnCNN(depth=17, width=64).eval().to(DEVICE)
 
 
+def smoke(config: pytest.Config) -> bool:
+    """Whether this is the smoke run (``--benchmark-disable``): small inputs, nothing timed."""
+    return bool(config.getoption("benchmark_disable"))
+
+
 @pytest.fixture(params=list(SHAPES), scope="session")
 def batch(request) -> tuple[str, torch.Tensor]:
-    return request.param, torch.rand(SHAPES[request.param], generator=torch.Generator().manual_seed(0)).to(DEVICE)
+    shape = (SMOKE_SHAPES if smoke(request.config) else SHAPES)[request.param]
+    return request.param, torch.rand(shape, generator=torch.Generator().manual_seed(0)).to(DEVICE)
 
 
 def ratios(benchmarks) -> list[dict]:

@@ -33,7 +33,6 @@ from unittest import mock
 
 import numpy as np
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -51,6 +50,7 @@ from lipbench.restoration.pnp import pnp_pgd
 from lipbench.steps.denoise import DenoiseSettings, denoising_psnr
 from lipbench.steps.pnp import PnPSettings, run_pnp
 from lipbench.steps.train import TrainConfig, initial_state, train, train_step
+from lipbench.workflow.config import read_effective
 
 REPO = Path(__file__).resolve().parents[1]
 MACS_PER_PIXEL = {20: 9 * (64 + 18 * 64 * 64 + 64)}  # DnCNN-20/64, grey: 3×3 convolutions
@@ -223,7 +223,7 @@ def precision_effects(sizes: Sizes, device: torch.device, root: str | None) -> d
     from lipbench.lipschitz import fne_penalty
     from lipbench.plumbing.precision import autocast
 
-    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    paper = read_effective(REPO / "config" / "paper.yaml")
     model = _model(sizes, device)
     for m in model.modules():  # torch's default init leaves a deep DnCNN's residual ≈ 0, so ∂J ≈ Id
         if isinstance(m, torch.nn.Conv2d):
@@ -297,7 +297,7 @@ def _seconds(fn: Callable[[], object], device: torch.device) -> tuple[float, obj
 
 def paper_slice(sizes: Sizes, device: torch.device, root: str | None, work: Path, report: Report) -> dict[str, Any]:
     """Lipbench's own entry points on the paper's shapes; unit costs for the extrapolation."""
-    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    paper = read_effective(REPO / "config" / "paper.yaml")
     t = paper["train"]
     base = TrainConfig(
         model_kwargs={"depth": sizes.depth, "width": sizes.width, "activation": "leaky_relu"}, dataset="bsd400",

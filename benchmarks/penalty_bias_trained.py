@@ -4,7 +4,7 @@
 
 Per batch of 16 patches of 32² from the first 100 BSD400 images (x̃ = τ J(y) + (1 − τ) x), each
 estimator's batch max of ‖∂Q(x̃) u‖² divided by the converged batch max (Lanczos to 1e-6), and
-its time per batch. The result behind config/README.md's "The penalty's estimator" table:
+its time per batch. The result behind docs/configuration.md's "The penalty's estimator" table:
 benchmarks/results/penalty-bias/.
 """
 

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -28,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import paper_estimate
 
 from lipbench.plumbing.io import atomic_write
+from lipbench.workflow.config import read_effective
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -393,9 +393,9 @@ def paper_section(gpu: dict[str, Any], paper: dict[str, Any], runs: list[tuple[s
 
 def render(folder: Path = RESULTS, paper_path: Path = REPO / "config" / "paper.yaml") -> str:
     runs, gpu, profiles = load_results(folder)
-    paper = yaml.safe_load(paper_path.read_text())
+    paper = read_effective(paper_path)
     slice_path = paper_path.with_name("gpu-slice.yaml")
-    gpu_slice = yaml.safe_load(slice_path.read_text()) if slice_path.is_file() else {}
+    gpu_slice = read_effective(slice_path) if slice_path.is_file() else {}
     suite = [(n, d) for n, d in runs if any("stage" not in b["extra_info"] for b in d["benchmarks"])]
     lines = [
         "# Performance",

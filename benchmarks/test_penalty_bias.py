@@ -19,7 +19,7 @@ import os
 
 import pytest
 import torch
-from conftest import DEVICE, synced
+from conftest import DEVICE, smoke, synced
 
 from lipbench.lipschitz import Reflected, interpolate, linearize
 from lipbench.lipschitz.lanczos import lanczos
@@ -41,9 +41,9 @@ def net(dncnn17):
 
 
 @pytest.fixture(scope="module")
-def points(net):
+def points(net, request):
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(8, 1, 40, 40, generator=g).to(DEVICE)
+    x = torch.rand((2, 1, 16, 16) if smoke(request.config) else (8, 1, 40, 40), generator=g).to(DEVICE)
     y = x + 0.009 * torch.randn(x.shape, generator=g).to(DEVICE)
     x_tilde = interpolate(net, x, y, g)
     with torch.no_grad():

@@ -45,10 +45,11 @@ def test_fast_path_beats_the_generic_path_and_double_backward_in_every_saved_run
 
 
 def test_paper_estimate_counts_the_configured_work():
-    import yaml
     from paper_estimate import forward_units
 
-    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    from lipbench.workflow.config import read_effective
+
+    paper = read_effective(REPO / "config" / "paper.yaml")
     units = forward_units(paper, lipschitz_iterations=100)
     lams, jobs = len(paper["train"]["lambdas"]), 10 * len(paper["pnp"]["kernels"])
     assert units["PnP"] == lams * paper["pnp"]["iters"] * jobs * (1 + 1 + 8)  # standard, random, mean
@@ -68,10 +69,11 @@ def test_lanczos_needs_fewer_products_than_power_iteration_for_the_same_sigma():
 
 
 def test_long_runs_count_their_own_kernels():
-    import yaml
     from paper_estimate import forward_units
 
-    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    from lipbench.workflow.config import read_effective
+
+    paper = read_effective(REPO / "config" / "paper.yaml")
     long = paper["pnp"]["long_runs"]
     units = forward_units(paper, lipschitz_iterations=100)
     assert units["long PnP runs"] == long["iters"] * 10 * len(long["kernels"]) * 2  # standard and random
@@ -95,10 +97,11 @@ def test_plan_schedules_the_longest_ready_job_and_respects_dependencies():
 
 
 def test_paper_jobs_add_up_to_the_stages_and_parallelise():
-    import yaml
     from paper_estimate import from_slice, jobs, plan
 
-    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    from lipbench.workflow.config import read_effective
+
+    paper = read_effective(REPO / "config" / "paper.yaml")
     unit = {"base_step_s": 0.01, "penalty_step_s": 0.05, "pnp_standard_iteration_s": 0.6, "pnp_random_iteration_s": 0.6,
             "pnp_mean_iteration_s": 5.0, "lipschitz_image_iteration_s": 0.01, "denoise_bsd68_s": 1.0,
             "pnp_tf32_speedup": 2.0}  # fmt: skip

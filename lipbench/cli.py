@@ -10,8 +10,8 @@ import typing
 from collections.abc import Sequence
 
 from lipbench import __version__
+from lipbench.plumbing.command import Command, apply_preset, build_command
 from lipbench.plumbing.errors import LipbenchError
-from lipbench.plumbing.options import Command, apply_preset, build_command
 
 # name: (module, under lipbench.steps unless dotted; summary); the workflow's rules run the steps, one per rule
 STEPS: dict[str, tuple[str, str]] = {

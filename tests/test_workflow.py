@@ -25,7 +25,7 @@ from lipbench.plumbing.errors import LipbenchError
 from lipbench.plumbing.options import from_args, to_flags
 from lipbench.steps.figures import FIGURES
 from lipbench.workflow.codehash import code_closure, code_hash_of, command_code_hash
-from lipbench.workflow.config import SCHEMA, SECTIONS, options_markdown, schema, validated
+from lipbench.workflow.config import SCHEMA, SECTIONS, effective, options_markdown, schema, validated
 from lipbench.workflow.rules import (
     denoise_args,
     extra_args,
@@ -271,6 +271,19 @@ def test_a_minimal_config_runs_every_step_with_its_defaults():
     assert args[0] == "--steps 1" and args[3] == args[4] == args[5] == ""
     assert args[1] == "--kernels levin1 --iters 5"
     assert args[2] == "--protocol paper2 --kernels levin1 --iters 7 --record-every 10"
+
+
+def test_the_effective_configuration_fills_in_the_steps_defaults():
+    """For tools that read every value a run uses (estimates, benchmarks): from the settings, not copies."""
+    paper = effective(validated(yaml.safe_load((REPO / "config" / "paper.yaml").read_text())))
+    assert paper["model"] == {"name": "dncnn", "depth": 20, "width": 64}
+    assert (paper["train"]["patch_size"], paper["train"]["batch_size"], paper["train"]["sigma"]) == (40, 100, 0.009)
+    assert paper["pnp"]["gamma"] == 1.99 and paper["pnp"]["kernel_sigma"] == {"gaussian_1_6": 0.008}
+    assert paper["lipschitz"]["points"] == ["noisy", "tilde"] and paper["lipschitz"]["sigma"] == 0.01
+    assert paper["tv"]["dataset"] == "bsd400" and paper["tv"]["prox_iters"] == 100
+    ci = effective(validated(_ci()))
+    assert ci["model"] == {"depth": 4, "width": 8, "name": "dncnn"} and ci["train"]["refine"] == 2
+    assert "calibration" not in ci  # an optional section left out stays out
 
 
 def test_configuration_doc_documents_every_workflow_key():

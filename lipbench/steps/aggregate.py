@@ -26,8 +26,8 @@ import pandas as pd
 import torch
 
 import lipbench
+from lipbench.plumbing.command import Command
 from lipbench.plumbing.io import read_tables, write_formatted, write_table
-from lipbench.plumbing.options import Command
 
 C_THRESHOLD = 1e-4
 COORDS = ("denoiser", "lam")  # what identifies a denoiser in every input table

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from lipbench.plumbing.command import Command
 from lipbench.plumbing.errors import LipbenchError
 from lipbench.plumbing.io import read_table
-from lipbench.plumbing.options import Command
 
 KEYS = ["step", "denoiser", "lam", "method", "image", "kernel", "point", "operator", "element", "metric"]
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import pandas as pd
 
 from lipbench.data import centre_crop, image_ids, load_images, load_kernel
+from lipbench.plumbing.command import Command
 from lipbench.plumbing.errors import LipbenchError
 from lipbench.plumbing.io import save_png, write_table
-from lipbench.plumbing.options import Command, add_options
+from lipbench.plumbing.options import add_options
 from lipbench.restoration.metrics import psnr, ssim
 from lipbench.restoration.physics import Blur, check_fits, observation_seed, observe
 

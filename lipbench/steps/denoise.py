@@ -13,9 +13,10 @@ import torch
 
 from lipbench.data import centre_crop, image_ids, load_images
 from lipbench.models import denoiser_label, load_model, read_checkpoint
+from lipbench.plumbing.command import Command
 from lipbench.plumbing.device import resolve_device
 from lipbench.plumbing.io import write_table
-from lipbench.plumbing.options import Command, check, default_of, from_args, option
+from lipbench.plumbing.options import check, default_of, from_args, option
 from lipbench.plumbing.precision import tf32
 from lipbench.plumbing.seeding import generator
 from lipbench.restoration.metrics import psnr

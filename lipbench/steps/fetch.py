@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from lipbench.plumbing.command import Command
 from lipbench.plumbing.errors import LipbenchError
-from lipbench.plumbing.options import Command
 
 
 def source_urls(pairs: Sequence[str]) -> dict[str, str]:

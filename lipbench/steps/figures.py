@@ -27,9 +27,9 @@ import torch
 from matplotlib.figure import Figure
 
 from lipbench.data import centre_crop, image_ids, load_images, load_kernel
+from lipbench.plumbing.command import Command
 from lipbench.plumbing.errors import LipbenchError
 from lipbench.plumbing.io import atomic_path, read_table, read_tables
-from lipbench.plumbing.options import Command
 from lipbench.restoration.metrics import psnr
 from lipbench.restoration.physics import Blur, observe
 

@@ -33,9 +33,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from lipbench.plumbing.command import Command
 from lipbench.plumbing.errors import LipbenchError
 from lipbench.plumbing.io import read_tables, write_formatted
-from lipbench.plumbing.options import Command, check, from_args, option
+from lipbench.plumbing.options import check, from_args, option
 
 NO_EFFECT_RTOL = 0.05
 TARGET = 1.0

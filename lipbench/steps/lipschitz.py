@@ -18,10 +18,11 @@ import torch
 from lipbench.lipschitz import SOLVERS, interpolate, linearize
 from lipbench.lipschitz.linearize import ReflectedLinearization
 from lipbench.models import denoiser_label
+from lipbench.plumbing.command import Command
 from lipbench.plumbing.device import resolve_device
 from lipbench.plumbing.errors import LipbenchError
 from lipbench.plumbing.io import write_table
-from lipbench.plumbing.options import Command, check, from_args, option
+from lipbench.plumbing.options import check, from_args, option
 from lipbench.plumbing.precision import tf32
 from lipbench.plumbing.seeding import derive_seed, generator
 from lipbench.restoration.groups import D4, equivariant

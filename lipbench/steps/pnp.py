@@ -22,10 +22,11 @@ from torch import nn
 import lipbench
 from lipbench.data import centre_crop, image_ids, load_images, load_kernel
 from lipbench.models import denoiser_label, load_model, read_checkpoint
+from lipbench.plumbing.command import Command
 from lipbench.plumbing.device import COMPILE_MODES, compile_denoiser, resolve_device
 from lipbench.plumbing.errors import LipbenchError
 from lipbench.plumbing.io import atomic_write, remove_outputs, save_png, write_json, write_table
-from lipbench.plumbing.options import Command, default_of, from_args, option, problems
+from lipbench.plumbing.options import default_of, from_args, option, problems
 from lipbench.plumbing.precision import tf32, to_channels_last
 from lipbench.plumbing.seeding import derive_seed
 from lipbench.restoration.groups import build_group, equivariant

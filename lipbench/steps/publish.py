@@ -10,8 +10,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from lipbench.plumbing.command import Command
 from lipbench.plumbing.errors import LipbenchError
-from lipbench.plumbing.options import Command
 
 PUBLISHED = ("tables", "figures", "benchmarks")
 

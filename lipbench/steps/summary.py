@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from lipbench.plumbing.command import Command
 from lipbench.plumbing.io import atomic_write, read_table
-from lipbench.plumbing.options import Command
 
 COLUMNS = {
     "denoiser": "denoiser",

@@ -28,10 +28,11 @@ from lipbench.lipschitz import Reflected, fne_penalty, spectral_norm
 from lipbench.lipschitz.penalty import SOLVERS
 from lipbench.models import build, read_checkpoint, save_checkpoint
 from lipbench.models.checkpoint import nonfinite_entries
+from lipbench.plumbing.command import Command
 from lipbench.plumbing.device import resolve_device
 from lipbench.plumbing.errors import LipbenchError
 from lipbench.plumbing.io import atomic_write, remove_outputs
-from lipbench.plumbing.options import Command, check, from_args, option
+from lipbench.plumbing.options import check, from_args, option
 from lipbench.plumbing.precision import AMP, autocast, layout, tf32, to_channels_last
 from lipbench.plumbing.seeding import derive_seed, generator
 

@@ -25,9 +25,10 @@ import pandas as pd
 
 import lipbench
 from lipbench.models import TVDenoiser, save_checkpoint
+from lipbench.plumbing.command import Command
 from lipbench.plumbing.errors import LipbenchError
 from lipbench.plumbing.io import remove_outputs, write_table
-from lipbench.plumbing.options import Command, check, default_of, from_args, option
+from lipbench.plumbing.options import check, default_of, from_args, option
 from lipbench.steps.pnp import PROTOCOLS, PnPSettings, run_pnp
 from lipbench.steps.train import TrainConfig
 

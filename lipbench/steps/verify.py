@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from lipbench.plumbing.command import Command
 from lipbench.plumbing.errors import LipbenchError
-from lipbench.plumbing.options import Command
 from lipbench.steps.fetch import source_arguments
 
 

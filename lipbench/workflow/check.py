@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from lipbench.plumbing.options import Command
+from lipbench.plumbing.command import Command
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:

@@ -233,3 +233,37 @@ def options_markdown() -> str:
                     out.append(f"| `{f.name}` | {meaning} | {shown} |")
         out.append("")
     return "\n".join(out)
+
+
+def effective(config: dict[str, Any]) -> dict[str, Any]:
+    """A validated ``config`` with every step option a section does not set filled in with its step's
+    default (and ``model`` with ``lipbench train``'s model and keyword arguments): every value a run
+    uses, for tools that read a configuration (estimates, benchmarks), from the settings' one home."""
+    from lipbench.cli import command
+    from lipbench.plumbing.options import default_of
+
+    out = copy.deepcopy(config)
+    for path, (step, controlled) in SECTIONS.items():
+        parent = out
+        for key in path[:-1]:
+            parent = parent.get(key) or {}
+        if path[-1] not in parent and path != ("train",):
+            continue  # an optional section the configuration leaves out
+        section = parent.setdefault(path[-1], {})
+        spec = command(step)
+        for name in settings_schema(spec.settings, controlled):
+            cls = next(c for c in spec.settings if name in {f.name for f in dataclasses.fields(c)})
+            default = spec.defaults.get(name, default_of(cls, name))
+            section.setdefault(name, list(default) if isinstance(default, tuple) else default)
+    from lipbench.steps.train import TrainConfig
+
+    model = out.setdefault("model", {})
+    model.setdefault("name", default_of(TrainConfig, "model"))
+    if set(model) == {"name"}:
+        model.update(default_of(TrainConfig, "model_kwargs"))
+    return out
+
+
+def read_effective(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """:func:`effective` of the configuration file ``path``, checked."""
+    return effective(check_config(path))

@@ -36,7 +36,7 @@ rule aggregate:
 
 
 # `snakemake calibrate`: train and measure every λ (no PnP), then say whether the grid spans
-# "no effect" to "max ‖∂Q‖² <= 1" and what to change (config/README.md, "Calibrating the λ grid")
+# "no effect" to "max ‖∂Q‖² <= 1" and what to change (docs/configuration.md, "Calibrating the λ grid")
 rule calibrate:
     input:
         lipschitz=expand(f"{OUT}/lipschitz/lam{{lam}}.csv", lam=LAMBDAS),

@@ -5,9 +5,9 @@ rule verify_data:
         f"{OUT}/logs/verify_data.log",
     params:
         sources=config["data"]["sources"],
-        shared=root_arg(config),
+        root=root_arg(config),
         code=command_code_hash("verify"),
     conda:
         ENV
     shell:
-        "lipbench verify {params.shared} --only {params.sources} > {output} 2> {log}"
+        "lipbench verify {params.root} --only {params.sources} > {output} 2> {log}"
