@@ -364,11 +364,12 @@ def test_a_fresh_clone_plans_the_whole_quick_run_with_the_readmes_command(tmp_pa
         shutil.copy2(REPO / name, clone / name)
     readme = (REPO / "README.md").read_text()
     assert "snakemake --cores all" in readme
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "all", "-n", "--quiet", "rules"],
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "all", "-n", "-p"],
                           capture_output=True, text=True, cwd=clone)  # fmt: skip
     text = proc.stdout + proc.stderr
     assert proc.returncode == 0, text[-2000:]
     assert "provenance" not in text and "Nothing to be done" not in text
+    assert "--out runs/quick/models/lam0 " in text and "--crop 64" in text  # without --configfile: quick
     quick = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     lambdas, methods = len(quick["train"]["lambdas"]), len(quick["pnp"]["methods"])
     planned = _planned(text)
@@ -377,11 +378,15 @@ def test_a_fresh_clone_plans_the_whole_quick_run_with_the_readmes_command(tmp_pa
     assert (clone / "results" / "quick" / "tables" / "results.csv").is_file()  # the reference it compares with
 
 
-def test_slurm_profile_plans_the_paper_configuration(tmp_path):
+def test_slurm_profile_plans_the_paper_configuration_which_replaces_the_quick_default(tmp_path):
     workdir = _workdir(tmp_path)
     shutil.copy(REPO / "config" / "paper.yaml", workdir / "config" / "paper.yaml")
-    proc = _snakemake(workdir, "-n", "--profile", str(REPO / "profiles" / "slurm"), "--quiet", "rules", config="paper")
+    proc = _snakemake(workdir, "-n", "-p", "--profile", str(REPO / "profiles" / "slurm"), config="paper")
     assert proc.returncode == 0, proc.stderr[-2000:]
+    # Snakemake merges --configfile into a `configfile:` directive's config: the paper run used to
+    # inherit the quick run's crops and image cap
+    commands = [line for line in (proc.stdout + proc.stderr).splitlines() if "lipbench " in line and "--out" in line]
+    assert len(commands) > 20 and not [c for c in commands if "--crop" in c or "--max-images" in c]
     planned = _planned(proc.stdout + proc.stderr)
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     lambdas, methods = len(paper["train"]["lambdas"]), len(paper["pnp"]["methods"])
@@ -394,21 +399,6 @@ def test_slurm_profile_plans_the_paper_configuration(tmp_path):
     for name in ("slurm", "slurm-ci"):
         profile = yaml.safe_load((REPO / "profiles" / name / "config.yaml").read_text())
         assert "slurm-array-jobs" not in profile and profile["slurm-status-command"] == "squeue"
-
-
-def test_a_configfile_replaces_the_quick_default_instead_of_inheriting_its_keys(tmp_path):
-    # Snakemake merges --configfile into a `configfile:` directive's config: the paper run used to
-    # inherit the quick run's crops and image cap
-    workdir = _workdir(tmp_path)
-    shutil.copy(REPO / "config" / "paper.yaml", workdir / "config" / "paper.yaml")
-    proc = _snakemake(workdir, "-n", "-p", config="paper")
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    commands = [line for line in (proc.stdout + proc.stderr).splitlines() if "Shell command: lipbench " in line]
-    assert len(commands) > 20 and not [c for c in commands if "--crop" in c or "--max-images" in c]
-    # without --configfile the quick configuration applies
-    quick = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), "-n", "-p"], capture_output=True, text=True)
-    assert quick.returncode == 0 and "runs/quick/" in quick.stderr + quick.stdout
-    assert "--crop 64" in quick.stderr + quick.stdout
 
 
 def test_calibrate_builds_only_the_models_and_their_lipschitz_tables_with_exact_lambdas(tmp_path):

@@ -35,6 +35,7 @@ from lipbench.restoration.physics import Blur, check_fits, observe
 from lipbench.restoration.pnp import GAMMA_UNITS, pnp_pgd
 
 CLAMPS = ("both", "output", "none")
+SAVE_IMAGES = 2  # PNGs of the first images (`pnp` and `degrade`)
 # the workflow's PnP methods (config pnp.methods, folder names) and the --equivariance each runs
 METHODS = {"standard": "none", "random": "random", "mean": "mean"}
 EQUIVARIANCE = tuple(METHODS.values())
@@ -214,7 +215,7 @@ PNP_OUTPUTS = ("records.csv", "records.parquet", "final.csv", "final.pt", "setti
 
 
 def write_pnp_outputs(
-    result: dict[str, Any], settings: PnPSettings, out: Path, *, fmt: str = "csv", save_images: int = 2
+    result: dict[str, Any], settings: PnPSettings, out: Path, *, fmt: str = "csv", save_images: int = SAVE_IMAGES
 ) -> None:
     """``records.<fmt>``, ``final.csv``, ``final.pt`` (final iterates), ``settings.json``, PNGs
     (:data:`PNP_OUTPUTS`; a previous run's are removed first)."""
@@ -238,9 +239,6 @@ PROTOCOLS = {
     "paper1": {key: default_of(PnPSettings, key) for key in PROTOCOL_KEYS},
     "paper2": {"gamma": 1.0, "gamma_unit": "lipschitz", "x0": "adjoint", "group": "rotations", "clamp": "output"},
 }
-
-
-SAVE_IMAGES = 2  # PNGs of the first images (`pnp` and `degrade`)
 
 
 def save_images_argument(p: argparse.ArgumentParser) -> None:
