@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from lipbench.workflow.codehash import _file_imports, _module_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,6 +85,7 @@ def _graph(dot: str) -> tuple[set[str], set[tuple[str, str]]]:
     return set(labels.values()), edges
 
 
+@pytest.mark.slow  # Snakemake in a subprocess
 def test_the_documented_rule_graph_is_the_workflows(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--rulegraph", "--snakefile", str(REPO / "Snakefile"),
                            "--configfile", str(REPO / "config" / "config.yaml"), "--directory", str(tmp_path)],

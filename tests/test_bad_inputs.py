@@ -6,35 +6,28 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from lipbench.cli import main
-from lipbench.steps.train import TrainConfig, train
 
-TINY = TrainConfig(model_kwargs={"depth": 2, "width": 4}, dataset="train400", max_images=2, patch_size=16,
-                   batch_size=2, steps=2, probe_size=0)  # fmt: skip
+# checkpoints.SMALLEST_TRAIN as options
 TRAIN = ["--model-kwargs", "depth=2", "width=4", "--dataset", "train400", "--max-images", "2", "--patch-size", "16",
          "--batch-size", "2", "--steps", "2", "--probe-size", "0", "--quiet"]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
+@pytest.fixture
+def models(smallest_model, nan_model) -> dict[str, Path]:
     """A tiny trained model and a copy of it with one NaN weight."""
-    folder = tmp_path_factory.mktemp("models")
-    good = train(TINY, folder / "good", progress=False)
-    payload = torch.load(good, weights_only=True)
-    name = next(iter(payload["model"]))
-    payload["model"][name] = payload["model"][name].clone().fill_(float("nan"))
-    torch.save(payload, folder / "nan.pt")
-    return {"good": good, "nan": folder / "nan.pt"}
+    return {"good": smallest_model, "nan": nan_model}
 
 
 def _cases(good: str, nan: str) -> list[tuple[list[str], str]]:
     pnp = ["pnp", "--checkpoint", good, "--iters", "2", "--crop", "20", "--max-images", "1"]
     lip = ["lipschitz", "--checkpoint", good, "--max-iter", "2", "--dataset", "set12"]
     den = ["denoise", "--checkpoint", good, "--dataset", "set12"]
-    tv = ["tune-tv", "--iters", "2", "--crop", "20", "--images", "1", "--weights", "0.01", "0.1", "1"]
+    # train400's grey PNGs: loading bsd400, tune-tv's default, converts 400 colour JPEGs (3 s) to reach the check
+    tv = ["tune-tv", "--dataset", "train400", "--iters", "2", "--crop", "20", "--images", "1"]
+    tv += ["--weights", "0.01", "0.1", "1"]
     return [
         (["train", *TRAIN, "--clip", "-1"], "--clip must be >= 0, got -1.0"),
         (["train", *TRAIN, "--lam", "nan"], "--lam must be a finite number >= 0, got nan"),

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -100,12 +97,12 @@ def test_the_grid_needs_zero_and_a_positive_lambda(worst):
 
 
 @pytest.mark.parametrize(("worst", "strict_rc"), [({0.0: 2.0, 1e-5: 1.99, 1.0: 0.95}, 0), ({0.0: 2.0, 1e-3: 1.5}, 1)])
-def test_cli_writes_the_grid_and_strict_fails_an_uncalibrated_one(tmp_path, worst, strict_rc):
+def test_cli_writes_the_grid_and_strict_fails_an_uncalibrated_one(tmp_path, worst, strict_rc, run_cli):
     path = tmp_path / "lip.csv"
     _lipschitz(worst).to_csv(path, index=False)
-    cmd = [sys.executable, "-m", "lipbench.cli", "grid", "--lipschitz", str(path), "--out", str(tmp_path / "out")]
-    assert subprocess.run(cmd, capture_output=True).returncode == 0
-    assert subprocess.run([*cmd, "--strict"], capture_output=True).returncode == strict_rc
+    cmd = ["grid", "--lipschitz", path, "--out", tmp_path / "out"]
+    assert run_cli(*cmd).code == 0
+    assert run_cli(*cmd, "--strict").code == strict_rc
     written = pd.read_csv(tmp_path / "out" / "grid.csv")
     assert len(written) == 2 * 2 * len(worst)  # scopes × points × λ
     verdict = (tmp_path / "out" / "grid.md").read_text().splitlines()[-1]

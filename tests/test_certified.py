@@ -7,11 +7,12 @@ from collections.abc import Iterator
 import pytest
 import torch
 import torch.nn.functional as F
+from checkpoints import save_model
 from torch import nn
 
 from lipbench.lipschitz import spectral_norm, supports_fast_path
 from lipbench.lipschitz.linearize import Reflected
-from lipbench.models import CertifiedDenoiser, build, certified, load_model, save_checkpoint
+from lipbench.models import CertifiedDenoiser, build, certified, load_model
 from lipbench.models.certified import AOLConv, SLLBlock, aol_scale, gram_kernel, sll_scale
 from lipbench.restoration.physics import Blur
 from lipbench.restoration.pnp import pnp_pgd
@@ -212,10 +213,18 @@ def test_pnp_pgd_with_the_certified_denoiser_is_monotone():
     y = A(x) + 0.01 * torch.randn(x.shape, generator=g, dtype=torch.float64)
     result = pnp_pgd(model, A, y, gamma=1.99, iters=60, clamp=True)
     assert result.x.dtype == torch.float64
-    for _, rows in result.records.groupby("sample"):
+    # c_k = ‖x_{k+1} − x_k‖ / ‖x_0‖ is computed from float64 iterates of norm ‖x‖ (x_0 = y): each pixel
+    # of x_k carries a rounding error of a few ulps, so the computed difference is known only to about
+    # eps · ‖x‖ in absolute terms. Once c_k reaches that level (~1e-16 after ~55 of the 60 iterations here)
+    # it moves by rounding alone (measured: 1.09e-16 → 1.10e-16, 1.32e-16 → 1.67e-16), so the relative
+    # check gets an absolute floor of 4 eps · ‖x‖ / ‖x_0‖ (~4e-16): monotone above the rounding level.
+    eps = torch.finfo(torch.float64).eps
+    norms = torch.linalg.vector_norm(result.x.flatten(1), dim=1) / torch.linalg.vector_norm(y.flatten(1), dim=1)
+    for sample, rows in result.records.groupby("sample"):
         c = rows.sort_values("iteration")["c"].to_numpy()
         assert c[0] > 0
-        assert (c[1:] - c[:-1] <= 1e-12 * c[:-1]).all()  # ‖x_{k+1} − x_k‖ never grows: T nonexpansive
+        floor = 4 * eps * norms[sample].item()
+        assert (c[1:] - c[:-1] <= 1e-12 * c[:-1] + floor).all()  # ‖x_{k+1} − x_k‖ never grows: T nonexpansive
 
 
 def test_registry_and_checkpoint_round_trip(tmp_path):
@@ -223,7 +232,7 @@ def test_registry_and_checkpoint_round_trip(tmp_path):
     assert isinstance(model, CertifiedDenoiser) and len(model.blocks) == 1
     randomised(model, seed=7)
     path = tmp_path / "certified.pt"
-    save_checkpoint({"model": model.state_dict(), "model_config": {"name": "certified", "depth": 3, "width": 8}}, path)
+    save_model(path, model, {"name": "certified", "depth": 3, "width": 8})
     loaded = load_model(path)
     x = torch.rand(2, 1, 12, 12)
     assert torch.equal(loaded(x), model.eval()(x))

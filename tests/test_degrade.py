@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -57,12 +55,11 @@ def test_degrade_bsd10_crops(tmp_path, capsys):
         (["--root", "/nonexistent/data"], "data root /nonexistent/data .* does not exist: run `lipbench fetch`"),
     ],
 )
-def test_bad_arguments_give_one_clear_error_and_write_nothing(tmp_path, extra, message):
+def test_bad_arguments_give_one_clear_error_and_write_nothing(tmp_path, extra, message, run_cli):
     out = tmp_path / "obs"
-    cmd = [sys.executable, "-m", "lipbench.cli", "degrade", "--out", str(out), "--crop", "32", *extra]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
-    assert re.search(message, proc.stderr)
+    proc = run_cli("degrade", "--out", out, "--crop", "32", *extra)
+    assert proc.code == 2
+    assert "Traceback" not in proc.err
+    assert len(proc.err.strip().splitlines()) == 1
+    assert re.search(message, proc.err)
     assert not out.exists()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -14,32 +12,22 @@ import torch
 
 from lipbench.cli import main
 from lipbench.data import centre_crop, image_ids, load_images, load_kernel
-from lipbench.models import DnCNN, load_model, save_checkpoint
+from lipbench.models import DnCNN, load_model
 from lipbench.restoration.metrics import psnr
 from lipbench.restoration.physics import Blur, observe
 
 
-def _checkpoint(path, depth, width, seed=0):
-    torch.manual_seed(seed)  # the random test denoiser's weights
-    model = DnCNN(depth=depth, width=width)
-    config = {"name": "dncnn", "depth": depth, "width": width}
-    save_checkpoint({"model": model.state_dict(), "model_config": config, "train_config": {"sigma": 0.009}}, path)
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    return _checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", depth=3, width=8)
-
-
-def test_pnp_on_full_bsd10_is_complete_and_reproducible(tmp_path, tiny_checkpoint):
-    args = ["pnp", "--checkpoint", tiny_checkpoint, "--kernels", "levin1", "gaussian_1_6", "--iters", "20"]
+@pytest.mark.slow
+def test_pnp_on_full_bsd10_is_complete_and_reproducible(tmp_path, random_checkpoint):
+    iters = 5  # every iteration's row is checked, and the two runs agree bit for bit from the first
+    args = ["pnp", "--checkpoint", random_checkpoint, "--kernels", "levin1", "gaussian_1_6", "--iters", str(iters)]
     args += ["--kernel-sigma", "gaussian_1_6=0.008"]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
     assert main([*args, "--out", str(tmp_path / "b"), "--save-images", "0"]) == 0
     records = pd.read_csv(tmp_path / "a" / "records.csv", dtype={"image": str})
-    assert len(records) == 10 * 2 * 20
-    assert records.groupby(["image", "kernel"]).iteration.apply(list).map(lambda k: k == list(range(1, 21))).all()
+    assert len(records) == 10 * 2 * iters
+    complete = records.groupby(["image", "kernel"]).iteration.apply(list).map(lambda k: k == list(range(1, iters + 1)))
+    assert complete.all()
     assert records[["c", "psnr"]].notna().all().all() and (records.c > 0).all()
     pd.testing.assert_frame_equal(records, pd.read_csv(tmp_path / "b" / "records.csv", dtype={"image": str}))
     a, b = (torch.load(tmp_path / d / "final.pt", weights_only=True) for d in "ab")
@@ -54,8 +42,8 @@ def test_pnp_on_full_bsd10_is_complete_and_reproducible(tmp_path, tiny_checkpoin
     assert len(list((tmp_path / "a" / "images").glob("*.png"))) == 4
 
 
-def test_equivariant_modes(tmp_path, tiny_checkpoint):
-    base = ["pnp", "--checkpoint", tiny_checkpoint, "--kernels", "levin2", "--iters", "8", "--crop", "40"]
+def test_equivariant_modes(tmp_path, random_checkpoint):
+    base = ["pnp", "--checkpoint", random_checkpoint, "--kernels", "levin2", "--iters", "8", "--crop", "40"]
     runs = {}
     for name, extra in {
         "pnp": [],
@@ -80,17 +68,17 @@ def test_equivariant_modes(tmp_path, tiny_checkpoint):
     assert lip.loc[[4, 8]].notna().all() and (lip.loc[[4, 8]] > 0).all() and lip.loc[[1, 2, 3]].isna().all()
 
 
-def test_paper_2_protocol_matches_a_first_iterate_computed_by_hand(tmp_path, tiny_checkpoint):
+def test_paper_2_protocol_matches_a_first_iterate_computed_by_hand(tmp_path, random_checkpoint):
     """γ = 1/‖AᵀA‖ per kernel, x0 = Aᵀy, the iterate clipped: x1 = clip(J(x0 − γ Aᵀ(A x0 − y))) with
     ‖AᵀA‖ from numpy's FFT of the zero-padded kernel and A, Aᵀ from scipy's wrap-mode filters."""
     crop, kernels = 40, ["levin1", "gaussian_1_6"]
-    args = ["pnp", "--checkpoint", tiny_checkpoint, "--kernels", *kernels, "--crop", str(crop), "--iters", "1"]
+    args = ["pnp", "--checkpoint", random_checkpoint, "--kernels", *kernels, "--crop", str(crop), "--iters", "1"]
     args += ["--gamma", "1", "--gamma-unit", "lipschitz", "--x0", "adjoint", "--clamp", "output"]
     assert main([*args, "--out", str(tmp_path)]) == 0
     assert json.loads((tmp_path / "settings.json").read_text())["gamma_unit"] == "lipschitz"
     final = pd.read_csv(tmp_path / "final.csv", dtype={"image": str}).set_index(["image", "kernel"])
     iterates = torch.load(tmp_path / "final.pt", weights_only=True)
-    model = load_model(tiny_checkpoint)  # J unclamped: --clamp output clips the iterate only
+    model = load_model(random_checkpoint)  # J unclamped: --clamp output clips the iterate only
     ids, images = image_ids("bsd10"), [centre_crop(x, crop) for x in load_images("bsd10")]
     for kernel in kernels:
         k = load_kernel(kernel).double().numpy()
@@ -108,28 +96,26 @@ def test_paper_2_protocol_matches_a_first_iterate_computed_by_hand(tmp_path, tin
             assert final.loc[(ids[i], kernel), "psnr"] == pytest.approx(psnr(x1, images[i]).item(), abs=1e-3)
 
 
-def test_pnp_errors_are_one_clear_line(tmp_path, tiny_checkpoint):
+def test_pnp_errors_are_one_clear_line(tmp_path, random_checkpoint, run_cli):
     cases = [
         (["--checkpoint", str(tmp_path / "nope.pt")], "nope.pt does not exist"),
-        (["--checkpoint", tiny_checkpoint, "--kernel-sigma", "levin1:0.01"], "is not KERNEL=SIGMA"),
-        (["--checkpoint", tiny_checkpoint, "--kernel-sigma", "levin3=0.01"], "names kernels that are not run"),
-        (["--checkpoint", tiny_checkpoint, "--equivariance", "random", "--group", "d8"], "unknown group 'd8'"),
-        (["--checkpoint", tiny_checkpoint, "--gamma-unit", "relative"], "argument --gamma-unit: invalid choice"),
-        (["--checkpoint", tiny_checkpoint, "--gamma", "0"], "--gamma must be > 0, got 0.0"),
+        (["--checkpoint", random_checkpoint, "--kernel-sigma", "levin1:0.01"], "is not KERNEL=SIGMA"),
+        (["--checkpoint", random_checkpoint, "--kernel-sigma", "levin3=0.01"], "names kernels that are not run"),
+        (["--checkpoint", random_checkpoint, "--equivariance", "random", "--group", "d8"], "unknown group 'd8'"),
+        (["--checkpoint", random_checkpoint, "--gamma-unit", "relative"], "argument --gamma-unit: invalid choice"),
+        (["--checkpoint", random_checkpoint, "--gamma", "0"], "--gamma must be > 0, got 0.0"),
     ]
     for extra, message in cases:
-        cmd = [sys.executable, "-m", "lipbench.cli", "pnp", "--out", str(tmp_path / "o"), "--crop", "32", *extra]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        assert proc.returncode == 2, proc.stderr
-        assert message in proc.stderr and "Traceback" not in proc.stderr
-        assert len(proc.stderr.strip().splitlines()) == 1
+        proc = run_cli("pnp", "--out", tmp_path / "o", "--crop", "32", *extra)
+        assert proc.code == 2, proc.err
+        assert message in proc.err and "Traceback" not in proc.err
+        assert len(proc.err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
 
 
-def test_lipschitz_on_bsd10_crops_obeys_the_averaging_bound(tmp_path):
-    checkpoint = _checkpoint(tmp_path / "dncnn5.pt", depth=5, width=16)
+def test_lipschitz_on_bsd10_crops_obeys_the_averaging_bound(tmp_path, random_checkpoint):
     out = tmp_path / "lip.csv"
-    args = ["lipschitz", "--checkpoint", checkpoint, "--crop", "24", "--points", "noisy", "--tol", "1e-3"]
+    args = ["lipschitz", "--checkpoint", random_checkpoint, "--crop", "24", "--points", "noisy", "--tol", "1e-3"]
     assert main([*args, "--max-iter", "500", "--out", str(out)]) == 0
     table = pd.read_csv(out, dtype={"image": str})
     assert len(table) == 10 * 9  # 10 images × (J at the 8 T_g x + J_G)
@@ -142,49 +128,64 @@ def test_lipschitz_on_bsd10_crops_obeys_the_averaging_bound(tmp_path):
     assert (table.lip2_Q > 0).all() and table.sigma_noise.eq(0.009).all()
 
 
-@pytest.mark.parametrize("solver", ["lanczos", "power"])
-def test_spectral_norms_match_exact_svds_of_the_jacobians(solver):
-    """The evaluation's ‖∂J‖ and ‖∂Q‖² of J and of the group mean J_G, at tol 1e-4, against the
-    singular values of the dense Jacobians (3 noisy 12×12 BSD10 crops: 144×144 matrices).
-    Measured: Lanczos within 7e-4 of the exact σ (one ‖∂Q‖ sample converged to a lower singular
-    value), power iteration within 3e-3 (it creeps on clustered spectra); Lanczos in 14x fewer products."""
+@pytest.fixture(scope="module")
+def jacobians(data_dir):
+    """The test denoiser J (a seeded DnCNN), 3 noisy 12×12 BSD10 crops, and per operator (J and the
+    group mean J_G) the exact ‖∂J‖ and ‖∂Q‖ = ‖2∂J − Id‖ of each crop: the singular values of the
+    dense 144×144 Jacobians, float64. Computed once for both solvers' tests."""
     from lipbench.restoration.groups import D4, equivariant
-    from lipbench.steps.lipschitz import LipschitzSettings, _norms
 
     torch.manual_seed(0)
     model = DnCNN(depth=5, width=16).eval()
-    x = torch.stack([centre_crop(im, 12) for im in load_images("bsd10")[:3]])
+    x = torch.stack([centre_crop(im, 12) for im in load_images("bsd10", data_dir)[:3]])
     x = x + 0.009 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
-    settings = LipschitzSettings(checkpoint="unused", tol=1e-4, max_iter=2000, solver=solver)
-    products = {}
-    for name, f in (("J", model), ("J_G", equivariant(model, D4(), "mean"))):
-        got = _norms(f, x, settings)
+    operators = {"J": model, "J_G": equivariant(model, D4(), "mean")}
+    exact = {}
+    for name, f in operators.items():
         exact_j, exact_q = [], []
         for xb in x.double():
             jac = torch.autograd.functional.jacobian(lambda v: f.double()(v.view(1, *xb.shape)).flatten(), xb.flatten())  # noqa: B023
             exact_j.append(torch.linalg.matrix_norm(jac, ord=2))
             exact_q.append(torch.linalg.matrix_norm(2 * jac - torch.eye(len(jac), dtype=jac.dtype), ord=2))
         f.float()
+        exact[name] = (torch.stack(exact_j), torch.stack(exact_q))
+    return operators, x, exact
+
+
+@pytest.mark.parametrize("solver", ["lanczos", pytest.param("power", marks=pytest.mark.slow)])
+def test_spectral_norms_match_exact_svds_of_the_jacobians(solver, jacobians):
+    """The evaluation's ‖∂J‖ and ‖∂Q‖² of J and of the group mean J_G, at tol 1e-4, against the
+    singular values of the dense Jacobians (3 noisy 12×12 BSD10 crops: 144×144 matrices).
+    Measured: Lanczos within 7e-4 of the exact σ (one ‖∂Q‖ sample converged to a lower singular
+    value), power iteration within 3e-3 (it creeps on clustered spectra); Lanczos in 14x fewer products."""
+    from lipbench.steps.lipschitz import LipschitzSettings, _norms
+
+    operators, x, exact = jacobians
+    settings = LipschitzSettings(checkpoint="unused", tol=1e-4, max_iter=2000, solver=solver)
+    products = {}
+    for name, f in operators.items():
+        got = _norms(f, x, settings)
+        exact_j, exact_q = exact[name]
         rtol = 1e-3 if solver == "lanczos" else 5e-3  # on σ: the issue's bound is 0.1 % for the solver used
-        torch.testing.assert_close(got["lip_J"].double(), torch.stack(exact_j), rtol=rtol, atol=0)
-        torch.testing.assert_close(got["lip2_Q"].double().sqrt(), torch.stack(exact_q), rtol=rtol, atol=0)
-        assert (got["lip_J"].double() <= torch.stack(exact_j) * (1 + 1e-5)).all()  # a lower bound (float32 aside)
+        torch.testing.assert_close(got["lip_J"].double(), exact_j, rtol=rtol, atol=0)
+        torch.testing.assert_close(got["lip2_Q"].double().sqrt(), exact_q, rtol=rtol, atol=0)
+        assert (got["lip_J"].double() <= exact_j * (1 + 1e-5)).all()  # a lower bound (float32 aside)
         assert got["converged"].all()
         products[name] = (got["iterations_J"] + got["iterations_Q"]).sum().item()
     # measured: Lanczos 240 products in all, power iteration 3401 (the cap, 2000 per sample, never reached)
     assert sum(products.values()) < (400 if solver == "lanczos" else 6 * 2000)
 
 
-def test_lipschitz_at_pnp_iterates(tmp_path, tiny_checkpoint):
-    assert main(["pnp", "--checkpoint", tiny_checkpoint, "--iters", "3", "--crop", "20", "--out", str(tmp_path)]) == 0
+def test_lipschitz_at_pnp_iterates(tmp_path, random_checkpoint):
+    assert main(["pnp", "--checkpoint", random_checkpoint, "--iters", "3", "--crop", "20", "--out", str(tmp_path)]) == 0
     out = tmp_path / "lip.parquet"
-    args = ["lipschitz", "--checkpoint", tiny_checkpoint, "--crop", "20", "--points", "pnp", "tilde"]
+    args = ["lipschitz", "--checkpoint", random_checkpoint, "--crop", "20", "--points", "pnp", "tilde"]
     assert main([*args, "--pnp-final", str(tmp_path / "final.pt"), "--tol", "1e-2", "--out", str(out)]) == 0
     table = pd.read_parquet(out)
     assert set(table.point) == {"pnp", "tilde"} and set(table[table.point == "pnp"].image) == {
         f"{i}/levin1" for i in pd.read_csv(tmp_path / "final.csv", dtype={"image": str}).image
     }
-    assert main(["lipschitz", "--checkpoint", tiny_checkpoint, "--points", "pnp", "--out", str(out)]) == 2
+    assert main(["lipschitz", "--checkpoint", random_checkpoint, "--points", "pnp", "--out", str(out)]) == 2
 
 
 def test_centre_crop():

@@ -51,7 +51,8 @@ def server(tmp_path):
     served.mkdir()
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(RangeHandler, directory=str(served)))
     httpd.requests = []
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    # serve_forever checks for shutdown() every poll_interval: its default 0.5 s made each teardown wait
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
     thread.start()
     yield httpd, served, f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()

@@ -24,6 +24,9 @@ from lipbench.models import DnCNN
 from lipbench.plumbing.errors import LipbenchError
 
 SHAPE = (3, 1, 7, 5)  # non-square
+# The exact-SVD checks assert σ to rtol 1e-4; the solver stops once σ has settled to ITER_TOL, three
+# orders tighter (measured error at ITER_TOL on every net and path below: at most 1.0e-7), not to 1e-13.
+ITER_TOL = 1e-7
 
 
 def _seeded(module: nn.Module, seed: int) -> nn.Module:
@@ -100,7 +103,7 @@ def test_spectral_norm_matches_the_exact_svd(net, method, reflect, device):
     exact = exact_sigma(f, x)  # on the CPU
     f.to(device)
     result = spectral_norm(
-        f, x.to(device), max_iter=20000, tol=1e-13, method=method, generator=torch.Generator().manual_seed(4)
+        f, x.to(device), max_iter=20000, tol=ITER_TOL, method=method, generator=torch.Generator().manual_seed(4)
     )
     sigma = result.sigma.cpu()
     torch.testing.assert_close(sigma, exact, rtol=1e-4, atol=0)
@@ -147,7 +150,7 @@ def test_a_users_model_supplies_its_own_fast_path():
     torch.testing.assert_close(lin.jvp(u), torch.func.jvp(hooked, (x,), (u,))[1], rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(lin.vjp(u), torch.func.vjp(hooked, x)[1](u)[0], rtol=1e-10, atol=1e-10)
     g = torch.Generator().manual_seed(4)
-    fast = spectral_norm(hooked, x, max_iter=20000, tol=1e-13, generator=g)
+    fast = spectral_norm(hooked, x, max_iter=20000, tol=1e-8, generator=g)  # asserted to 1e-5: iterated to 1e-8
     torch.testing.assert_close(fast.sigma, exact_sigma(hooked, x), rtol=1e-5, atol=0)
     # and inside the wrappers
     assert isinstance(linearize(Reflected(hooked), x), ReflectedLinearization)
@@ -162,7 +165,7 @@ def test_a_users_model_supplies_its_own_fast_path():
     with pytest.raises(TypeError, match="autograd path"):
         linearize(plain, x, "fast")
     torch.testing.assert_close(linearize(plain, x).jvp(u), lin.jvp(u), rtol=1e-10, atol=1e-10)
-    slow = spectral_norm(plain, x, max_iter=20000, tol=1e-13, generator=torch.Generator().manual_seed(4))
+    slow = spectral_norm(plain, x, max_iter=20000, tol=1e-8, generator=torch.Generator().manual_seed(4))
     torch.testing.assert_close(slow.sigma, fast.sigma, rtol=1e-5, atol=0)
 
 
@@ -258,7 +261,7 @@ def test_penalty_gradient_matches_the_exact_sigma2_gradient(method, reduction, d
         n_iter=20000,
         generator=torch.Generator().manual_seed(9),
         reduction=reduction,
-        tol=1e-14,
+        tol=1e-9,  # σ² asserted to 1e-6, its gradient to 1e-3 (measured at 1e-9: 2e-15 and 4e-10)
         method=method,
     )
     model.zero_grad()
@@ -311,7 +314,7 @@ def test_group_mean_spectral_norm_matches_the_exact_svd_and_the_averaging_bound(
     per_g = torch.stack([exact_sigma(model, g.apply(x)) for g in D4().elements()])
     f.to(device)
     result = spectral_norm(
-        f, x.to(device), max_iter=20000, tol=1e-13, method=method, generator=torch.Generator().manual_seed(4)
+        f, x.to(device), max_iter=20000, tol=ITER_TOL, method=method, generator=torch.Generator().manual_seed(4)
     )
     sigma = result.sigma.cpu()
     torch.testing.assert_close(sigma, exact, rtol=1e-4, atol=0)

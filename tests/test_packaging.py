@@ -8,6 +8,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 from lipbench import __version__
@@ -44,6 +45,7 @@ def test_ci_runs_the_readme_test_command():
     assert command.removeprefix("LIPBENCH_DATA=../shared/data ") in ci.splitlines()
 
 
+@pytest.mark.slow
 def test_console_script_is_installed():
     script = Path(sys.executable).with_name("lipbench")
     proc = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True)

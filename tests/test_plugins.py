@@ -70,6 +70,7 @@ def test_train_a_plugin_and_read_it_back_under_its_label(plugins, tmp_path, caps
     assert "--model-kwargs '[3]' is not a JSON object" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a Snakemake dry run in a subprocess
 def test_the_workflow_trains_a_configured_plugin_and_refuses_a_broken_one(plugins, tmp_path):
     config = yaml.safe_load((REPO / "config" / "ci.yaml").read_text())
     config["denoisers"] = {"mine": {"model": {"name": "toy_denoiser:make", "width": 3}, "steps": 5}}

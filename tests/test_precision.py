@@ -8,23 +8,27 @@ import dataclasses
 import pandas as pd
 import pytest
 import torch
+from checkpoints import tiny_config, trained
 
 import lipbench.steps.lipschitz as evaluate
 import lipbench.steps.pnp as restore
 import lipbench.steps.train as training
 from lipbench.cli import main
 from lipbench.lipschitz import Reflected, spectral_norm
-from lipbench.models import DnCNN, save_checkpoint
+from lipbench.models import DnCNN, load_model
 from lipbench.plumbing.device import compile_denoiser
 from lipbench.plumbing.errors import LipbenchError
 from lipbench.plumbing.precision import autocast, tf32, tf32_enabled, to_channels_last
 from lipbench.steps.pnp import PnPSettings, run_pnp
-from lipbench.steps.train import TrainConfig, train
+from lipbench.steps.train import train
 
-TINY = TrainConfig(
-    model_kwargs={"depth": 4, "width": 8}, dataset="train400", max_images=8, patch_size=24, batch_size=4,
-    steps=6, lr=1e-3, checkpoint_every=3, lam=1e-3, power_iters=3,
-)  # fmt: skip
+TINY = tiny_config(steps=6, checkpoint_every=3, lr_step=None)  # 6 steps with the penalty, constant LR
+
+
+@pytest.fixture(scope="module")
+def tiny_log(tmp_path_factory, data_dir) -> pd.DataFrame:
+    """The log of ``train(TINY)``: float32, channels_last (the default), no autocast."""
+    return pd.read_csv(trained(tmp_path_factory.mktemp("tiny"), TINY, root=data_dir).parent / "log.csv")
 
 
 def test_tf32_scope_sets_and_restores_both_backends():
@@ -60,8 +64,8 @@ def test_training_runs_its_step_with_tf32_by_default(monkeypatch, tmp_path):
     assert flags == [True, True, False, False]
 
 
-def test_bf16_autocast_training_tracks_float32(tmp_path):
-    full = pd.read_csv(train(TINY, tmp_path / "f32", progress=False).parent / "log.csv")
+def test_bf16_autocast_training_tracks_float32(tmp_path, tiny_log):
+    full = tiny_log
     half = pd.read_csv(
         train(dataclasses.replace(TINY, amp="bf16"), tmp_path / "bf16", progress=False).parent / "log.csv"
     )
@@ -75,7 +79,7 @@ def test_bf16_autocast_training_tracks_float32(tmp_path):
         autocast("fp8", torch.device("cpu"))
 
 
-def test_channels_last_changes_the_layout_not_the_values(tmp_path):
+def test_channels_last_changes_the_layout_not_the_values(tmp_path, tiny_log):
     torch.manual_seed(0)
     model = DnCNN(depth=5, width=8).eval()
     x = torch.rand(3, 1, 17, 13, generator=torch.Generator().manual_seed(1))
@@ -87,18 +91,15 @@ def test_channels_last_changes_the_layout_not_the_values(tmp_path):
     b = spectral_norm(Reflected(nhwc), x, max_iter=40, tol=0, generator=torch.Generator().manual_seed(2))
     torch.testing.assert_close(a.sigma, b.sigma, rtol=1e-5, atol=0)
     assert TINY.channels_last  # the training default (measured faster on the CPU and on an H100)
-    log = pd.read_csv(train(TINY, tmp_path, progress=False).parent / "log.csv")
+    log = tiny_log
     nchw = dataclasses.replace(TINY, channels_last=False)
     ref = pd.read_csv(train(nchw, tmp_path / "ref", progress=False).parent / "log.csv")
     pd.testing.assert_series_equal(log.loss, ref.loss, rtol=1e-4)
 
 
-def test_compiled_denoiser_gives_the_same_restoration(tmp_path):
-    torch.manual_seed(0)
-    model = DnCNN(depth=3, width=8)
-    config = {"name": "dncnn", "depth": 3, "width": 8}
-    save_checkpoint({"model": model.state_dict(), "model_config": config, "train_config": {"lam": 0.0}}, tmp_path / "m")
-    common = {"checkpoint": str(tmp_path / "m"), "kernels": ("levin1",), "iters": 5, "crop": 32}
+def test_compiled_denoiser_gives_the_same_restoration(random_checkpoint):
+    model = load_model(random_checkpoint)
+    common = {"checkpoint": random_checkpoint, "kernels": ("levin1",), "iters": 5, "crop": 32}
     for eq in ("none", "mean"):
         plain = run_pnp(PnPSettings(**common, equivariance=eq, group="rotations"), device="cpu")
         traced = run_pnp(PnPSettings(**common, equivariance=eq, group="rotations", compile="eager"), device="cpu")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from checkpoints import save_model
 from skimage.restoration import denoise_tv_chambolle
 
 from lipbench.data import load_images
-from lipbench.models import TVDenoiser, build, load_model, save_checkpoint
+from lipbench.models import TVDenoiser, build, load_model
 from lipbench.models.tv import _fgp, divergence, gradient, tv, tv_prox
 
 
@@ -210,8 +211,7 @@ def test_denoiser_module(tmp_path) -> None:
     assert model.state_dict() == {} and list(model.parameters()) == []
     x = noisy_crops(32, 2).float()
     torch.testing.assert_close(model(x), tv_prox(x, 0.05, 100), atol=0, rtol=0)
-    payload = {"model": model.state_dict(), "model_config": {"name": "tv", "weight": 0.05, "iters": 100}}
-    save_checkpoint(payload, tmp_path / "tv.pt")
+    save_model(tmp_path / "tv.pt", model, {"name": "tv", "weight": 0.05, "iters": 100})
     loaded = load_model(tmp_path / "tv.pt")
     assert isinstance(loaded, TVDenoiser) and not loaded.training
     assert (loaded.weight, loaded.iters) == (0.05, 100)

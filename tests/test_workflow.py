@@ -123,6 +123,7 @@ def test_a_bad_config_is_one_error_naming_its_key(edit, message):
     assert message in str(info.value)
 
 
+@pytest.mark.slow
 def test_a_bad_config_stops_the_workflow_before_any_job(tmp_path):
     config = _ci()
     config["train"]["lamda"] = [0.1]
@@ -354,6 +355,7 @@ def _tracked_files() -> list[str]:
     return [f for f in proc.stdout.splitlines() if (REPO / f).is_file()]
 
 
+@pytest.mark.slow
 def test_a_fresh_clone_plans_the_whole_quick_run_with_the_readmes_command(tmp_path):
     """What a `git clone` holds (tracked and new files, nothing ignored): the README's `snakemake
     --cores all` plans every job of the quick configuration (the published results/quick/ are not
@@ -378,6 +380,7 @@ def test_a_fresh_clone_plans_the_whole_quick_run_with_the_readmes_command(tmp_pa
     assert (clone / "results" / "quick" / "tables" / "results.csv").is_file()  # the reference it compares with
 
 
+@pytest.mark.slow
 def test_slurm_profile_plans_the_paper_configuration_which_replaces_the_quick_default(tmp_path):
     workdir = _workdir(tmp_path)
     shutil.copy(REPO / "config" / "paper.yaml", workdir / "config" / "paper.yaml")
@@ -401,6 +404,7 @@ def test_slurm_profile_plans_the_paper_configuration_which_replaces_the_quick_de
         assert "slurm-array-jobs" not in profile and profile["slurm-status-command"] == "squeue"
 
 
+@pytest.mark.slow
 def test_calibrate_builds_only_the_models_and_their_lipschitz_tables_with_exact_lambdas(tmp_path):
     config = _ci()
     config["train"]["lambdas"] = [0.0, 1.0e-5, 1.0000001e-5]
@@ -438,6 +442,7 @@ for command, module in steps.items():
 """
 
 
+@pytest.mark.slow
 def test_code_hash_is_the_import_closure_of_each_step():
     package = REPO / "lipbench"
     train = set(code_closure("lipbench.steps.train"))
