@@ -36,3 +36,36 @@ def test_an_unfinished_run_is_refused_and_the_reference_kept(tmp_path, capsys):
     assert main(["publish", str(run), str(old)]) == 2
     assert "holds no tables/results.csv: finish the run first" in capsys.readouterr().err
     assert (old / "tables" / "results.csv").read_text() == "old tables/results.csv"
+
+
+def test_the_summary_reads_each_quantity_from_its_rows():
+    """Hand-made long-format rows: the crops' max ‖∂Q‖² (J at r0 only), mean PSNRs per method, runs
+    with c_k increasing, the denoising PSNR; TV (λ NaN) gets a dash, not a NaN."""
+    import math
+
+    import pandas as pd
+
+    from lipbench.steps.summary import summary_table
+
+    def row(denoiser, lam, step, metric, value, **more):
+        return {"denoiser": denoiser, "lam": lam, "step": step, "metric": metric, "value": value, **more}
+
+    lip = {"point": "noisy", "operator": "J"}
+    rows = [
+        row("dncnn", 0.0, "lipschitz", "lip2_Q", 1.5, element="r0", **lip),
+        row("dncnn", 0.0, "lipschitz", "lip2_Q", 1.2, element="r0", **lip),
+        row("dncnn", 0.0, "lipschitz", "lip2_Q", 9.0, element="r1", **lip),  # D4: not the crops' verdict
+        row("dncnn", 0.0, "pnp", "psnr", 27.0, method="pnp"),
+        row("dncnn", 0.0, "pnp", "psnr", 29.0, method="pnp"),
+        row("dncnn", 0.0, "pnp", "psnr", 30.0, method="equivariant-random"),
+        row("dncnn", 0.0, "pnp", "increases", 2, method="pnp"),
+        row("dncnn", 0.0, "pnp", "increases", 0, method="pnp"),
+        row("dncnn", 0.0, "denoise", "denoise_psnr", 41.0),
+        row("tv", math.nan, "pnp", "psnr", 26.0, method="pnp"),
+    ]
+    table = summary_table(pd.DataFrame(rows))
+    dncnn = table.iloc[0].to_dict()
+    assert dncnn["λ"] == "0" and dncnn["max ‖∂Q‖² (crops)"] == 1.5 and dncnn["PnP PSNR (dB)"] == 28.0
+    assert dncnn["equivariant PnP PSNR (dB)"] == 30.0 and dncnn["PnP runs with c_k increasing"] == "1 of 2"
+    assert dncnn["denoising PSNR (dB)"] == 41.0
+    assert list(table.denoiser) == ["dncnn", "tv"] and table.iloc[1]["λ"] == "—"
