@@ -98,10 +98,11 @@ def pnp_options(config: dict[str, Any], long: bool = False) -> dict[str, Any]:
     return values
 
 
-def _with_protocol(values: dict[str, Any]) -> str:
-    """Options with ``protocol`` first, as ``--protocol NAME`` (a preset the other options override)."""
+def _with_protocol(values: dict[str, Any], command: str = "pnp") -> str:
+    """``command``'s options with ``protocol`` first, as ``--protocol NAME`` (a preset the other
+    options override)."""
     protocol = values.pop("protocol", None)
-    rest = to_flags(_step_options("pnp"), values)
+    rest = to_flags(_step_options(command), values)
     return shlex.join((["--protocol", protocol] if protocol else []) + rest)
 
 
@@ -118,9 +119,7 @@ def tv_args(config: dict[str, Any]) -> str:
         values["test_dataset"] = config["pnp"]["dataset"]
     if "sigma" in config["train"]:
         values["train_sigma"] = config["train"]["sigma"]
-    protocol = values.pop("protocol", None)
-    rest = to_flags(_step_options("tune-tv"), values)
-    return shlex.join((["--protocol", protocol] if protocol else []) + rest)
+    return _with_protocol(values, "tune-tv")
 
 
 def lipschitz_args(config: dict[str, Any]) -> str:
