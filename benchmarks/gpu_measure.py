@@ -50,7 +50,7 @@ from lipbench.restoration.pnp import pnp_pgd
 from lipbench.steps.denoise import DenoiseSettings, denoising_psnr
 from lipbench.steps.pnp import PnPSettings, run_pnp
 from lipbench.steps.train import TrainConfig, initial_state, train, train_step
-from lipbench.workflow.config import read_effective
+from lipbench.workflow.rules import read_effective
 
 REPO = Path(__file__).resolve().parents[1]
 MACS_PER_PIXEL = {20: 9 * (64 + 18 * 64 * 64 + 64)}  # DnCNN-20/64, grey: 3×3 convolutions

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import paper_estimate
 
 from lipbench.plumbing.io import atomic_write
-from lipbench.workflow.config import read_effective
+from lipbench.workflow.rules import read_effective
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"

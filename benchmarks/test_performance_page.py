@@ -47,7 +47,7 @@ def test_fast_path_beats_the_generic_path_and_double_backward_in_every_saved_run
 def test_paper_estimate_counts_the_configured_work():
     from paper_estimate import forward_units
 
-    from lipbench.workflow.config import read_effective
+    from lipbench.workflow.rules import read_effective
 
     paper = read_effective(REPO / "config" / "paper.yaml")
     units = forward_units(paper, lipschitz_iterations=100)
@@ -71,7 +71,7 @@ def test_lanczos_needs_fewer_products_than_power_iteration_for_the_same_sigma():
 def test_long_runs_count_their_own_kernels():
     from paper_estimate import forward_units
 
-    from lipbench.workflow.config import read_effective
+    from lipbench.workflow.rules import read_effective
 
     paper = read_effective(REPO / "config" / "paper.yaml")
     long = paper["pnp"]["long_runs"]
@@ -99,7 +99,7 @@ def test_plan_schedules_the_longest_ready_job_and_respects_dependencies():
 def test_paper_jobs_add_up_to_the_stages_and_parallelise():
     from paper_estimate import from_slice, jobs, plan
 
-    from lipbench.workflow.config import read_effective
+    from lipbench.workflow.rules import read_effective
 
     paper = read_effective(REPO / "config" / "paper.yaml")
     unit = {"base_step_s": 0.01, "penalty_step_s": 0.05, "pnp_standard_iteration_s": 0.6, "pnp_random_iteration_s": 0.6,

@@ -25,9 +25,10 @@ from lipbench.plumbing.errors import LipbenchError
 from lipbench.plumbing.options import from_args, to_flags
 from lipbench.steps.figures import FIGURES
 from lipbench.workflow.codehash import code_closure, code_hash_of, command_code_hash
-from lipbench.workflow.config import SCHEMA, SECTIONS, effective, options_markdown, schema, validated
+from lipbench.workflow.config import SCHEMA, SECTIONS, options_markdown, schema, validated
 from lipbench.workflow.rules import (
     denoise_args,
+    effective,
     extra_args,
     finetune_args,
     grid_args,
@@ -282,6 +283,10 @@ def test_the_effective_configuration_fills_in_the_steps_defaults():
     assert paper["pnp"]["gamma"] == 1.99 and paper["pnp"]["kernel_sigma"] == {"gaussian_1_6": 0.008}
     assert paper["lipschitz"]["points"] == ["noisy", "tilde"] and paper["lipschitz"]["sigma"] == 0.01
     assert paper["tv"]["dataset"] == "bsd400" and paper["tv"]["prox_iters"] == 100
+    assert "gamma" not in paper["tv"]  # TV runs pnp's protocol: the tv section holds only its own options
+    long = paper["pnp"]["long_runs"]  # paper 2's preset, the kernels' noise inherited from pnp, their own kernels
+    assert (long["gamma"], long["gamma_unit"], long["x0"], long["clamp"]) == (1.0, "lipschitz", "adjoint", "output")
+    assert long["kernels"] == ["levin1", "gaussian_1_0"] and long["kernel_sigma"] == {} and long["iters"] == 10001
     ci = effective(validated(_ci()))
     assert ci["model"] == {"depth": 4, "width": 8, "name": "dncnn"} and ci["train"]["refine"] == 2
     assert "calibration" not in ci  # an optional section left out stays out

@@ -33,6 +33,7 @@ def publish(run: Path, dest: Path, *, models: bool = False) -> list[str]:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(model, target)
         old = dest.with_name(f".{dest.name}.old")
+        shutil.rmtree(old, ignore_errors=True)  # left by a publish killed between the two renames
         if dest.exists():
             dest.rename(old)
         staging.rename(dest)

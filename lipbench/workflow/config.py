@@ -32,7 +32,7 @@ SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.
 SECTIONS: dict[tuple[str, ...], tuple[str, tuple[str, ...]]] = {
     ("train",): ("train", ("model", "model_kwargs", "label", "init", "lam", "steps")),
     ("pnp",): ("pnp", ("checkpoint", "equivariance")),
-    ("pnp", "long_runs"): ("pnp", ("checkpoint", "equivariance", "kernels")),
+    ("pnp", "long_runs"): ("pnp", ("checkpoint", "equivariance")),
     ("tv",): (
         "tune-tv",
         ("checkpoint", "equivariance", "lipschitz_every", "max_images", "test_dataset", "train_sigma"),
@@ -41,6 +41,10 @@ SECTIONS: dict[tuple[str, ...], tuple[str, tuple[str, ...]]] = {
     ("lipschitz",): ("lipschitz", ("checkpoint", "pnp_final")),
     ("calibration",): ("grid", ()),
 }
+LONG_RUN_DEFAULTS = (
+    "; unset, a key takes `pnp`'s value, except the protocol's keys (from the preset"
+    " `pnp.long_runs.protocol`, paper 2's) and `iters`, `record_every` and `tf32` (their own)"
+)
 # tv: only the tuning's own options and its image set; the deblurring protocol is pnp's
 TV_PROTOCOL_KEYS = ("dataset",)
 
@@ -81,44 +85,64 @@ def _json_type(hint: Any) -> dict[str, Any]:
     return {"type": simple[hint]} if hint in simple else {}
 
 
-def settings_schema(classes: tuple[type, ...], exclude: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
-    """JSON-schema properties of the settings dataclasses' fields (but ``exclude``): type, choices,
-    bounds and help; no defaults (they stay the dataclasses')."""
+def section_options(path: tuple[str, ...]) -> dict[str, tuple[type, dataclasses.Field]]:
+    """The options a configuration may set in the section ``path``, by name: ``(settings class, field)``
+    of the step it configures, but the options the workflow sets itself (:data:`SECTIONS`); ``tv``: its
+    own options and its image set (its deblurring protocol is ``pnp``'s)."""
+    from lipbench.cli import command
+
+    step, controlled = SECTIONS[path]
+    options = {
+        f.name: (cls, f)
+        for cls in command(step).settings
+        for f in dataclasses.fields(cls)
+        if "help" in f.metadata and f.name not in controlled
+    }
+    if path == ("tv",):
+        protocol = section_options(("pnp",))
+        options = {k: v for k, v in options.items() if k in TV_PROTOCOL_KEYS or k not in protocol}
+    return options
+
+
+def option_default(path: tuple[str, ...], name: str) -> Any:
+    """The default of option ``name`` of the section ``path``: its step's (a command may set its own)."""
+    from lipbench.cli import command
+    from lipbench.plumbing.options import default_of
+
+    cls = section_options(path)[name][0]
+    return command(SECTIONS[path][0]).defaults.get(name, default_of(cls, name))
+
+
+def options_schema(path: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """JSON-schema properties of :func:`section_options`: type, choices, bounds and help; no defaults
+    (they stay the settings')."""
     properties = {}
-    for cls in classes:
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            if f.name in exclude or "help" not in f.metadata:
-                continue
-            spec = _json_type(hints[f.name])
-            meta = f.metadata
-            target = spec["items"] if spec.get("type") == "array" else spec
-            if meta["choices"] is not None:
-                target["enum"] = list(meta["choices"])
-            for bound, key in (("minimum", "minimum"), ("above", "exclusiveMinimum"), ("maximum", "maximum"),
-                               ("below", "exclusiveMaximum")):  # fmt: skip
-                if meta[bound] is not None:
-                    target[key] = meta[bound]
-            properties[f.name] = {**spec, "description": meta["help"]}
+    for name, (cls, f) in section_options(path).items():
+        spec = _json_type(typing.get_type_hints(cls)[name])
+        meta = f.metadata
+        target = spec["items"] if spec.get("type") == "array" else spec
+        if meta["choices"] is not None:
+            target["enum"] = list(meta["choices"])
+        for bound, key in (("minimum", "minimum"), ("above", "exclusiveMinimum"), ("maximum", "maximum"),
+                           ("below", "exclusiveMaximum")):  # fmt: skip
+            if meta[bound] is not None:
+                target[key] = meta[bound]
+        properties[name] = {**spec, "description": meta["help"]}
     return properties
 
 
 def schema() -> dict[str, Any]:
     """The whole schema: the workflow's keys (the YAML file) completed by every section's step options."""
-    from lipbench.cli import command
     from lipbench.steps.pnp import METHODS, PROTOCOLS
 
     if not SCHEMA.is_file():
         raise LipbenchError(f"schema {SCHEMA} does not exist: run the workflow from a lipbench checkout")
     spec = yaml.safe_load(SCHEMA.read_text(encoding="utf-8"))
-    for path, (step, controlled) in SECTIONS.items():
+    for path in SECTIONS:
         section = spec
         for key in path:
             section = section["properties"][key]
-        options = settings_schema(command(step).settings, controlled)
-        if path == ("tv",):
-            options = {k: v for k, v in options.items() if k in TV_PROTOCOL_KEYS or k not in settings_schema(
-                command("pnp").settings)}  # fmt: skip
+        options = options_schema(path)
         own = section.setdefault("properties", {})
         section["properties"] = {**options, **own}  # the workflow's own description of a key wins
     pnp = spec["properties"]["pnp"]["properties"]
@@ -209,61 +233,23 @@ def check_models(config: dict[str, Any]) -> None:
 def options_markdown() -> str:
     """The step options a configuration may set, section by section, as Markdown tables (key,
     meaning, default): docs/configuration.md holds this text, and a test keeps them equal."""
-    from lipbench.cli import command
-    from lipbench.plumbing.options import default_of
-
     out = []
-    for path, (step, controlled) in SECTIONS.items():
-        spec = command(step)
-        names = set(settings_schema(spec.settings, controlled))
-        if path == ("tv",):
-            names = {n for n in names if n in TV_PROTOCOL_KEYS or n not in settings_schema(command("pnp").settings)}
-        out.append(
-            f"`{'.'.join(path)}` — options of `lipbench {step}`\n\n| key | meaning | default |\n| --- | --- | --- |"
-        )
-        for cls in spec.settings:
-            for f in dataclasses.fields(cls):
-                if f.name in names:
-                    names.discard(f.name)
-                    default = spec.defaults.get(f.name, default_of(cls, f.name))
-                    shown = f.metadata["none"] if default is None and f.metadata["none"] else default
-                    shown = " ".join(map(str, shown)) if isinstance(shown, tuple) else shown
-                    meaning = f.metadata["help"].replace("|", "\\|")
-                    shown = "required" if shown is dataclasses.MISSING else "—" if shown == {} else f"`{shown}`"
-                    out.append(f"| `{f.name}` | {meaning} | {shown} |")
+    for path, (step, _) in SECTIONS.items():
+        long = path == ("pnp", "long_runs")  # its defaults are pnp's values, or its protocol preset's
+        out += [
+            f"`{'.'.join(path)}` — options of `lipbench {step}`" + (LONG_RUN_DEFAULTS if long else "") + "\n",
+            "| key | meaning | default |",
+            "| --- | --- | --- |",
+        ]
+        for name, (_, f) in section_options(path).items():
+            if long:
+                out.append(f"| `{name}` | {f.metadata['help'].replace('|', chr(92) + '|')} | see above |")
+                continue
+            default = option_default(path, name)
+            shown = f.metadata["none"] if default is None and f.metadata["none"] else default
+            shown = " ".join(map(str, shown)) if isinstance(shown, tuple) else shown
+            meaning = f.metadata["help"].replace("|", "\\|")
+            shown = "required" if shown is dataclasses.MISSING else "—" if shown == {} else f"`{shown}`"
+            out.append(f"| `{name}` | {meaning} | {shown} |")
         out.append("")
     return "\n".join(out)
-
-
-def effective(config: dict[str, Any]) -> dict[str, Any]:
-    """A validated ``config`` with every step option a section does not set filled in with its step's
-    default (and ``model`` with ``lipbench train``'s model and keyword arguments): every value a run
-    uses, for tools that read a configuration (estimates, benchmarks), from the settings' one home."""
-    from lipbench.cli import command
-    from lipbench.plumbing.options import default_of
-
-    out = copy.deepcopy(config)
-    for path, (step, controlled) in SECTIONS.items():
-        parent = out
-        for key in path[:-1]:
-            parent = parent.get(key) or {}
-        if path[-1] not in parent and path != ("train",):
-            continue  # an optional section the configuration leaves out
-        section = parent.setdefault(path[-1], {})
-        spec = command(step)
-        for name in settings_schema(spec.settings, controlled):
-            cls = next(c for c in spec.settings if name in {f.name for f in dataclasses.fields(c)})
-            default = spec.defaults.get(name, default_of(cls, name))
-            section.setdefault(name, list(default) if isinstance(default, tuple) else default)
-    from lipbench.steps.train import TrainConfig
-
-    model = out.setdefault("model", {})
-    model.setdefault("name", default_of(TrainConfig, "model"))
-    if set(model) == {"name"}:
-        model.update(default_of(TrainConfig, "model_kwargs"))
-    return out
-
-
-def read_effective(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """:func:`effective` of the configuration file ``path``, checked."""
-    return effective(check_config(path))

@@ -5,22 +5,20 @@ steps' settings dataclasses stay the one home of every default. Also the lists t
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
+import os
 import shlex
 from typing import Any
 
 from lipbench.plumbing.errors import LipbenchError
-from lipbench.plumbing.options import to_flags
+from lipbench.plumbing.options import default_of, to_flags
+from lipbench.workflow.config import SECTIONS, check_config, option_default, section_options
 
 # keys of pnp that belong to the table runs only: the long runs have their own (protocol: paper 2's)
 TABLE_ONLY = ("protocol", "iters", "record_every", "tf32")
-WORKFLOW_KEYS = {  # a section's keys that are the workflow's, not options of its step
-    ("train",): ("lambdas", "base_steps", "finetune_steps", "finetune_lr"),
-    ("pnp",): ("methods", "long_runs", "protocol"),
-    ("pnp", "long_runs"): ("lambdas", "methods", "protocol"),
-}
 
 
 def _step_options(command: str) -> tuple[type, ...]:
@@ -36,12 +34,13 @@ def args(command: str, values: dict[str, Any], **extra: Any) -> str:
 
 
 def section(config: dict[str, Any], *path: str) -> dict[str, Any]:
-    """The keys of the config section ``path`` that are options of its step."""
+    """The keys of the config section ``path`` that are options of its step (the others, such as
+    ``train.lambdas``, are the workflow's)."""
     values = config
     for key in path:
         values = values.get(key) or {}
-    own = WORKFLOW_KEYS.get(path, ())
-    return {k: v for k, v in values.items() if k not in own}
+    options = section_options(path)
+    return {k: v for k, v in values.items() if k in options}
 
 
 def shared_args(config: dict[str, Any]) -> str:
@@ -185,3 +184,35 @@ def long_runs(config: dict[str, Any]) -> list[tuple[str, str]]:
     """``(denoiser folder, method)`` of every configured long PnP run (``lam<λ>``)."""
     runs = config["pnp"].get("long_runs")  # optional: no long runs
     return [(f"lam{lam_label(lam)}", m) for lam in runs["lambdas"] for m in runs["methods"]] if runs else []
+
+
+def effective(config: dict[str, Any]) -> dict[str, Any]:
+    """A validated ``config`` with the values each of its steps runs with, for tools that read them
+    all (estimates, benchmarks): every option a section leaves out takes its step's default, the PnP
+    sections' protocol preset applies (the long runs' with what they inherit from ``pnp``), and
+    ``model`` gets ``lipbench train``'s model and keyword arguments."""
+    from lipbench.steps.pnp import PROTOCOLS
+    from lipbench.steps.train import TrainConfig
+
+    out = copy.deepcopy(config)
+    for path in SECTIONS:
+        if path[-1] not in (out if len(path) == 1 else out["pnp"]) and path != ("train",):
+            continue  # an optional section the configuration leaves out
+        target = out.setdefault(path[0], {}) if len(path) == 1 else out["pnp"][path[1]]
+        given = section(config, *path)
+        if path[0] == "pnp":
+            given = pnp_options(config, long=len(path) == 2)
+            given = {**PROTOCOLS[given.pop("protocol", "paper1")], **given}
+        defaults = {name: option_default(path, name) for name in section_options(path)}
+        values = {**defaults, **given}
+        target.update({k: list(v) if isinstance(v, tuple) else v for k, v in values.items()})
+    model = out.setdefault("model", {})
+    model.setdefault("name", default_of(TrainConfig, "model"))
+    if set(model) == {"name"}:
+        model.update(default_of(TrainConfig, "model_kwargs"))
+    return out
+
+
+def read_effective(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """:func:`effective` of the configuration file ``path``, checked."""
+    return effective(check_config(path))
