@@ -3,8 +3,12 @@ or file, and nothing half-written (the output path absent afterwards)."""
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -132,3 +136,44 @@ def test_check_config_names_the_file_line_or_key(tmp_path, capsys, text, expecte
     out, err = capsys.readouterr()
     assert out.startswith(f"{REPO / 'config' / 'ci.yaml'}: ok (runs/ci, ")
     assert err.count("\n") == 1 and expected.format(path=path) in err, err
+
+
+def _aggregate_inputs(folder: Path) -> list[str]:
+    """``lipbench aggregate``'s arguments over one-image synthetic PnP and Lipschitz tables."""
+    coords = {"denoiser": "dncnn", "lam": 0.0, "method": "pnp", "image": "a", "kernel": "levin1"}
+    tables = {
+        "finals": pd.DataFrame([{**coords, "psnr": 25.0, "psnr_best": 25.5, "ssim": 0.7, "psnr_input": 20.0}]),
+        "records": pd.DataFrame([{**coords, "iteration": k, "c": 1e-2 / k, "psnr": 20.0 + k} for k in (1, 2, 3)]),
+        "lipschitz": pd.DataFrame(
+            [{**coords, "point": "noisy", "operator": "J", "element": "r0", "lip_J": 1.1, "lip2_Q": 1.3}]
+        ),
+    }
+    argv = ["aggregate"]
+    for name, table in tables.items():
+        table.to_csv(folder / f"{name}.csv", index=False)
+        argv += [f"--{name}", str(folder / f"{name}.csv")]
+    return argv
+
+
+def test_a_full_disk_leaves_no_table_and_names_the_output(tmp_path, capsys, monkeypatch):
+    """aggregate writes 10 files here: the disk full after 4 of them, none is left, and the error names the 5th."""
+    argv = _aggregate_inputs(tmp_path)
+    out = tmp_path / "run" / "tables"
+    assert main([*argv, "--out", str(out)]) == 0
+    written = sorted(p.name for p in out.iterdir())
+    assert len(written) == 10 and "results.csv" in written
+    shutil.rmtree(out)
+    calls = []
+
+    def fsync(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) > 4:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    capsys.readouterr()
+    assert main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"lipbench aggregate: error: cannot write {out}/"), err
+    assert "No space left on device" in err and ".staging-" not in err
+    assert list((tmp_path / "run").iterdir()) == []

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -25,11 +27,25 @@ def _umask() -> int:
     return mask
 
 
+class OutputError(LipbenchError):
+    """An output cannot be written (a full disk, a read-only folder): the message names the output."""
+
+
+def cannot_write(target: Path, exc: OSError) -> OutputError:
+    """``exc`` (raised while writing ``target``, perhaps through a temporary file) as one message
+    naming ``target`` itself."""
+    reason = exc.strerror or str(exc)
+    return OutputError(f"cannot write {target}: {reason}; free space or make its folder writable, then rerun")
+
+
 def _new_file(target: Path, prefix: str, suffix: str) -> tuple[int, str]:
     """A temporary file beside ``target`` with the mode a plain ``open`` would give it (0666 less
     the umask; ``mkstemp`` alone makes it 0600)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=target.parent)
+    except OSError as exc:
+        raise cannot_write(target, exc) from exc
     os.fchmod(fd, 0o666 & ~_umask())
     return fd, tmp
 
@@ -39,7 +55,8 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
     """Open a temporary file next to ``path``; on success rename it onto ``path``.
 
     On any exception the temporary file is removed and ``path`` is left untouched,
-    so readers never see a half-written file.
+    so readers never see a half-written file; an :class:`OSError` (a full disk) becomes an
+    :class:`OutputError` naming ``path``.
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_write supports modes 'wb' and 'w', not {mode!r}")
@@ -51,9 +68,11 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise cannot_write(target, exc) from exc
         raise
 
 
@@ -69,10 +88,69 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise cannot_write(target, exc) from exc
         raise
+
+
+STAGING = ".staging-"
+
+
+def _abandoned(name: str) -> bool:
+    """Is the staging folder ``name`` (``.<out>.staging-<host>.<pid>.<random>``) one that a process of
+    this machine left when it died? (Another step may be writing beside the same ``out``, and another
+    node of a cluster may share the disk: their folders stay.)"""
+    owner = name.rpartition(STAGING)[2].rpartition(".")[0]  # the random part has no dot, a host may
+    host, _, pid = owner.rpartition(".")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+@contextlib.contextmanager
+def staged_folder(out: str | os.PathLike[str]) -> Iterator[Path]:
+    """All or nothing for a step that writes several files into ``out``: yield an empty temporary
+    folder beside it; when the block succeeds, move every file written there into ``out`` (same
+    relative paths, each by a rename); when it fails, remove them all, so that ``out`` gets none.
+    A folder a killed run left behind is removed at the next start. Errors name ``out``'s files,
+    not the temporary ones."""
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for stale in out.parent.glob(f".{out.name}{STAGING}*"):
+            if _abandoned(stale.name):
+                shutil.rmtree(stale, ignore_errors=True)
+        owner = f"{socket.gethostname()}.{os.getpid()}."
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}{STAGING}{owner}", dir=out.parent))
+    except OSError as exc:
+        raise cannot_write(out, exc) from exc
+    try:
+        yield tmp
+        files = sorted(p for p in tmp.rglob("*") if p.is_file())
+        for file in files:
+            target = out / file.relative_to(tmp)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(file, target)
+            except OSError as exc:
+                raise cannot_write(target, exc) from exc
+    except OutputError as exc:
+        raise OutputError(str(exc).replace(str(tmp), str(out))) from exc
+    except OSError as exc:  # a write of the block's own (not through atomic_write)
+        name = exc.filename
+        inside = isinstance(name, str | os.PathLike) and Path(name).is_relative_to(tmp)
+        raise cannot_write(out / Path(name).relative_to(tmp) if inside else out, exc) from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_table(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:

@@ -27,7 +27,7 @@ import torch
 
 import lipbench
 from lipbench.plumbing.command import Command
-from lipbench.plumbing.io import read_tables, write_formatted, write_table
+from lipbench.plumbing.io import read_tables, staged_folder, write_formatted, write_table
 
 C_THRESHOLD = 1e-4
 COORDS = ("denoiser", "lam")  # what identifies a denoiser in every input table
@@ -213,9 +213,10 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     prov = provenance(args.config_name, args.config_hash, args.device)
-    tables = aggregate(
-        args.finals, args.records, args.lipschitz, Path(args.out), prov, denoise=args.denoise, tuning=args.tuning
-    )
+    with staged_folder(args.out) as staging:  # all or nothing
+        tables = aggregate(
+            args.finals, args.records, args.lipschitz, staging, prov, denoise=args.denoise, tuning=args.tuning
+        )
     for name, table in tables.items():
         print(f"{name}: {len(table)} rows")
     print(f"wrote {args.out}")

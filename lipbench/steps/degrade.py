@@ -11,7 +11,7 @@ import pandas as pd
 from lipbench.data import centre_crop, image_ids, load_images, load_kernel
 from lipbench.plumbing.command import Command
 from lipbench.plumbing.errors import LipbenchError
-from lipbench.plumbing.io import save_png, write_table
+from lipbench.plumbing.io import save_png, staged_folder, write_table
 from lipbench.plumbing.options import add_options
 from lipbench.restoration.metrics import psnr, ssim
 from lipbench.restoration.physics import Blur, check_fits, observation_seed, observe
@@ -66,10 +66,11 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    table = degrade_dataset(
-        args.dataset, args.kernels, args.sigma, Path(args.out), root=args.root,
-        crop=args.crop, save_images=args.save_images,
-    )  # fmt: skip
+    with staged_folder(args.out) as staging:  # all or nothing
+        table = degrade_dataset(
+            args.dataset, args.kernels, args.sigma, staging, root=args.root,
+            crop=args.crop, save_images=args.save_images,
+        )  # fmt: skip
     summary = table.groupby("kernel", sort=False)[["psnr", "ssim"]].mean()
     print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
     print(f"wrote {len(table)} rows to {Path(args.out) / 'observations.csv'}")

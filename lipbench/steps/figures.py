@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from lipbench.data import centre_crop, image_ids, load_images, load_kernel
 from lipbench.plumbing.command import Command
 from lipbench.plumbing.errors import LipbenchError
-from lipbench.plumbing.io import atomic_path, read_table, read_tables
+from lipbench.plumbing.io import atomic_path, read_table, read_tables, staged_folder
 from lipbench.restoration.metrics import psnr
 from lipbench.restoration.physics import Blur, observe
 
@@ -203,10 +203,11 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    names = make_figures(
-        [Path(d) for d in args.pnp], [Path(p) for p in args.lipschitz], Path(args.out), args.root,
-        [Path(d) for d in args.long],
-    )  # fmt: skip
+    with staged_folder(args.out) as staging:  # all or nothing
+        names = make_figures(
+            [Path(d) for d in args.pnp], [Path(p) for p in args.lipschitz], staging, args.root,
+            [Path(d) for d in args.long],
+        )  # fmt: skip
     print(f"wrote {', '.join(names)} (PDF and PNG) to {args.out}")
     return 0
 

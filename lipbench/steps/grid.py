@@ -35,7 +35,7 @@ import pandas as pd
 
 from lipbench.plumbing.command import Command
 from lipbench.plumbing.errors import LipbenchError
-from lipbench.plumbing.io import read_tables, write_formatted
+from lipbench.plumbing.io import read_tables, staged_folder, write_formatted
 from lipbench.plumbing.options import check, from_args, option
 
 NO_EFFECT_RTOL = 0.05
@@ -181,7 +181,8 @@ def run(args: argparse.Namespace) -> int:
     lip = read_tables(args.lipschitz, ["lam", "point", "operator", "element", "lip2_Q"])
     table = grid_table(lip, settings.no_effect, settings.target)
     verdict = assess(table, settings.no_effect, settings.target)
-    write_grid(table, verdict, Path(args.out), settings.target)
+    with staged_folder(args.out) as staging:  # all or nothing
+        write_grid(table, verdict, staging, settings.target)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(summary(table, verdict, settings.target))
     return 1 if args.strict and not verdict.calibrated else 0

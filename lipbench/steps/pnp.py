@@ -25,7 +25,7 @@ from lipbench.models import denoiser_label, load_model, read_checkpoint
 from lipbench.plumbing.command import Command
 from lipbench.plumbing.device import COMPILE_MODES, compile_denoiser, resolve_device
 from lipbench.plumbing.errors import LipbenchError
-from lipbench.plumbing.io import atomic_write, remove_outputs, save_png, write_json, write_table
+from lipbench.plumbing.io import atomic_write, remove_outputs, save_png, staged_folder, write_json, write_table
 from lipbench.plumbing.options import default_of, from_args, option, problems
 from lipbench.plumbing.precision import tf32, to_channels_last
 from lipbench.plumbing.seeding import derive_seed
@@ -263,7 +263,8 @@ def run(args: argparse.Namespace) -> int:
     remove_outputs(args.out, PNP_OUTPUTS)  # a failed run leaves no earlier run's outputs behind
     result = run_pnp(settings, root=args.root, device=args.device)
     out = Path(args.out)
-    write_pnp_outputs(result, settings, out, fmt=args.format, save_images=args.save_images)
+    with staged_folder(out) as staging:  # all or nothing
+        write_pnp_outputs(result, settings, staging, fmt=args.format, save_images=args.save_images)
     summary = result["final"].groupby("kernel", sort=False)[["psnr_input", "psnr", "psnr_best"]].mean()
     print(summary.to_string(float_format=lambda v: f"{v:.2f}"))
     print(f"wrote {out / ('records.' + args.format)} ({len(result['records'])} rows) and {out / 'final.csv'}")

@@ -27,7 +27,7 @@ import lipbench
 from lipbench.models import TVDenoiser, save_checkpoint
 from lipbench.plumbing.command import Command
 from lipbench.plumbing.errors import LipbenchError
-from lipbench.plumbing.io import remove_outputs, write_table
+from lipbench.plumbing.io import remove_outputs, staged_folder, write_table
 from lipbench.plumbing.options import check, default_of, from_args, option
 from lipbench.steps.pnp import PROTOCOLS, PnPSettings, run_pnp
 from lipbench.steps.train import TrainConfig
@@ -144,7 +144,9 @@ def run(args: argparse.Namespace) -> int:
         )
     table = tune_tv(settings, tuning.weights, prox_iters=tuning.prox_iters, refine=tuning.refine, root=args.root,
                     device=args.device)  # fmt: skip
-    path = write_tv(table, settings, args.out, prox_iters=tuning.prox_iters, train_sigma=tuning.train_sigma)
+    with staged_folder(args.out) as staging:  # all or nothing
+        write_tv(table, settings, staging, prox_iters=tuning.prox_iters, train_sigma=tuning.train_sigma)
+    path = Path(args.out) / "model.pt"
     print(table[["stage", "prox_weight", "psnr", "chosen"]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"TV prox weight {chosen_weight(table):.4g} chosen on {tuning.images} {args.dataset} images; wrote {path}")
     return 0

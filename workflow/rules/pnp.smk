@@ -3,12 +3,16 @@ import os
 from lipbench.workflow.rules import pnp_args
 
 
+# every file of the job's folder is an output: Snakemake removes them together when the job fails
 rule pnp:
     input:
         f"{OUT}/models/{{denoiser}}/model.pt",
     output:
         final=f"{OUT}/pnp/{{denoiser}}/{{method}}/final.csv",
         records=f"{OUT}/pnp/{{denoiser}}/{{method}}/records.csv",
+        iterates=f"{OUT}/pnp/{{denoiser}}/{{method}}/final.pt",
+        settings=f"{OUT}/pnp/{{denoiser}}/{{method}}/settings.json",
+        images=directory(f"{OUT}/pnp/{{denoiser}}/{{method}}/images"),
     log:
         f"{OUT}/logs/pnp/{{denoiser}}_{{method}}.log",
     benchmark:
@@ -32,6 +36,9 @@ use rule pnp as pnp_long with:
     output:
         final=f"{OUT}/pnp-long/{{denoiser}}/{{method}}/final.csv",
         records=f"{OUT}/pnp-long/{{denoiser}}/{{method}}/records.csv",
+        iterates=f"{OUT}/pnp-long/{{denoiser}}/{{method}}/final.pt",
+        settings=f"{OUT}/pnp-long/{{denoiser}}/{{method}}/settings.json",
+        images=directory(f"{OUT}/pnp-long/{{denoiser}}/{{method}}/images"),
     log:
         f"{OUT}/logs/pnp-long/{{denoiser}}_{{method}}.log",
     benchmark:
