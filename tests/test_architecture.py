@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lipbench.workflow.codehash import _file_imports, _module_file
+from lipbench.plumbing.codehash import _file_imports, _module_file
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "lipbench"

@@ -15,7 +15,7 @@ from lipbench.cli import main
 from lipbench.data import PatchSampler, load_images
 from lipbench.lipschitz import Reflected, spectral_norm
 from lipbench.models import load_model, read_checkpoint
-from lipbench.steps.train import TrainingError, train
+from lipbench.steps.train import TrainingError, run_identity, train, why_not_resume
 
 
 def test_initial_weights_come_from_the_seed_not_the_global_rng(tmp_path):
@@ -52,6 +52,43 @@ def test_resume_refuses_a_changed_configuration(tmp_path):
     train(TINY, tmp_path, stop_after=4, progress=False)
     with pytest.raises(TrainingError, match="different lam"):
         train(dataclasses.replace(TINY, lam=0.5), tmp_path, resume=True, progress=False)
+
+
+def test_auto_resume_continues_its_own_run_and_restarts_anything_else_saying_why(tmp_path, tiny_run, capsys):
+    """``--resume auto`` (the workflow's): the same run continues to the uninterrupted weights; a
+    checkpoint of other settings, code, torch or --init weights, or an unreadable one, is dropped."""
+    full = _weights(tiny_run / "model.pt")
+    train(TINY, tmp_path / "cut", stop_after=8, progress=False)
+    resumed = train(TINY, tmp_path / "cut", resume="auto", progress=False)
+    assert f"resumed from step 8 of {tmp_path / 'cut' / 'checkpoint.pt'}" in capsys.readouterr().out
+    assert all(torch.equal(full[k], v) for k, v in _weights(resumed).items())
+
+    ckpt = tmp_path / "other" / "checkpoint.pt"
+    train(dataclasses.replace(TINY, lr=5e-4), tmp_path / "other", stop_after=4, progress=False)
+    fresh = train(TINY, tmp_path / "other", resume="auto", progress=False)
+    out = capsys.readouterr().out
+    assert f"starting from step 0, not from {ckpt}: it was trained with different lr (saved [0.0005])" in out
+    assert all(torch.equal(full[k], v) for k, v in _weights(fresh).items())
+    assert list(pd.read_csv(tmp_path / "other" / "log.csv").step) == list(range(1, 13))
+
+    train(TINY, tmp_path / "other", stop_after=4, progress=False)
+    payload = torch.load(ckpt, weights_only=True)
+    for key, value, said in [
+        ("code_hash", "0123456789abcdef", "other training code (0123456789abcdef, now "),
+        ("torch_version", "1.0", "other torch version (1.0, now "),
+        ("init_sha256", "ab" * 32, f"other --init weights ({'ab' * 32}, now None)"),
+        ("step", 99, "it is at step 99, past --steps 12"),
+    ]:
+        torch.save({**payload, key: value}, ckpt)
+        assert said in why_not_resume({**payload, key: value}, TINY, run_identity(TINY))
+        with pytest.raises(TrainingError, match="cannot resume from"):
+            train(TINY, tmp_path / "other", resume=True, stop_after=5, progress=False)
+        train(TINY, tmp_path / "other", resume="auto", stop_after=5, progress=False)
+        assert said in capsys.readouterr().out
+    ckpt.write_bytes(b"not a checkpoint")
+    train(TINY, tmp_path / "other", resume="auto", stop_after=5, progress=False)
+    assert f"starting from step 0, not from {ckpt}: it is unreadable" in capsys.readouterr().out
+    assert torch.load(ckpt, weights_only=True)["step"] == 5
 
 
 @pytest.mark.parametrize(("factor", "message"), [(float("nan"), "non-finite loss nan"), (1e20, "diverged loss")])

@@ -5,26 +5,31 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import types
 import typing
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from lipbench.cli import STEPS, build_parser, command, step_module
+from lipbench.plumbing.codehash import code_closure, code_hash_of
 from lipbench.plumbing.errors import LipbenchError
 from lipbench.plumbing.options import from_args, to_flags
 from lipbench.steps.figures import FIGURES
-from lipbench.workflow.codehash import code_closure, code_hash_of, command_code_hash
+from lipbench.workflow.codehash import command_code_hash
 from lipbench.workflow.config import SCHEMA, SECTIONS, options_markdown, schema, validated
 from lipbench.workflow.rules import (
     denoise_args,
@@ -622,3 +627,53 @@ def test_gpu_slice_is_the_paper_protocol_shortened_and_runs_at_tiny_size_on_cpu(
     assert set(psnr.denoiser) == {"dncnn", "none"}  # none: the blurred input
     long = pd.read_csv(workdir / "runs" / "gpu-slice" / "pnp-long" / "lam0" / "random" / "final.csv")
     assert set(long.kernel) == {"levin1", "gaussian_1_0"} and len(long) == 10 * 2
+
+
+def _train_processes(workdir: Path) -> list[int]:
+    """The pids of the `lipbench train` processes writing under ``workdir``."""
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):  # gone meanwhile
+            continue
+        if " train --out " in cmdline and Path(f"/proc/{proc.name}/cwd").resolve() == workdir.resolve():
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.workflow
+def test_a_killed_training_job_resumes_from_its_checkpoint_to_the_same_weights(tmp_path):
+    """Kill the base training job (SIGKILL, as a scheduler's time limit or a lost node does) after its
+    first checkpoints; the rerun says "resumed from step N" and ends with the uninterrupted run's model.pt."""
+    config = _ci()
+    config["train"].update(lambdas=[0.0], base_steps=300, checkpoint_every=10, probe_size=0)
+    target = "runs/ci/models/lam0/model.pt"
+    whole = _workdir(tmp_path / "whole", copy.deepcopy(config))
+    assert _snakemake(whole, "-p", target).returncode == 0  # after an option: --configfile is greedy
+    expected = hashlib.sha256((whole / target).read_bytes()).hexdigest()
+
+    cut = _workdir(tmp_path / "cut", config)
+    checkpoint = cut / "runs" / "ci" / "models" / "lam0" / "checkpoint.pt"
+    cmd = [*SNAKEMAKE, "--directory", str(cut), "--configfile", str(cut / "config" / "ci.yaml"), "-p", target]
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    running = subprocess.Popen(cmd, cwd=cut, env={**os.environ, "PATH": path}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (checkpoint.is_file() and _train_processes(cut)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        step = torch.load(checkpoint, weights_only=True)["step"]
+        for pid in _train_processes(cut):
+            os.kill(pid, signal.SIGKILL)
+        assert running.wait(timeout=60) != 0  # Snakemake saw its job fail
+    finally:
+        running.kill()
+    assert 10 <= step < 300 and not (cut / target).exists()
+
+    rerun = _snakemake(cut, "-p", target)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    log = (cut / "runs" / "ci" / "logs" / "train" / "lam0.log").read_text()
+    resumed = re.search(r"resumed from step (\d+) of ", log)
+    assert resumed and int(resumed.group(1)) >= step, log[-2000:]
+    assert hashlib.sha256((cut / target).read_bytes()).hexdigest() == expected

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from lipbench.lipschitz import Reflected, fne_penalty, spectral_norm
 from lipbench.lipschitz.penalty import SOLVERS
 from lipbench.models import build, read_checkpoint, save_checkpoint
 from lipbench.models.checkpoint import nonfinite_entries
+from lipbench.plumbing.codehash import code_hash_of
 from lipbench.plumbing.command import Command
 from lipbench.plumbing.device import resolve_device
 from lipbench.plumbing.errors import LipbenchError
@@ -43,6 +45,7 @@ FINAL = "model.pt"
 LOG = "log.csv"
 # a data loss (mean error² or |error| of images in [0, 1]) above this is divergence, not training
 DIVERGED_LOSS = 1e3
+RESUME = ("always", "auto")  # --resume: continue or refuse; continue when the checkpoint matches, else restart
 
 
 class TrainingError(LipbenchError):
@@ -144,6 +147,20 @@ def initial_state(config: TrainConfig, device: torch.device) -> TrainState:
     return TrainState(model, optimizer, scheduler, torch.Generator().manual_seed(config.seed))
 
 
+def _file_sha256(path: str | None) -> str | None:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
+
+
+def run_identity(config: TrainConfig) -> dict[str, Any]:
+    """What makes a checkpoint this run's: the training code (its code hash), torch's version and the
+    ``--init`` weights' SHA-256 (their path is in the configuration, their content may have changed)."""
+    return {
+        "code_hash": code_hash_of("lipbench.steps.train"),
+        "torch_version": str(torch.__version__),
+        "init_sha256": _file_sha256(config.init),
+    }
+
+
 def _payload(state: TrainState, config: TrainConfig) -> dict[str, Any]:
     return {
         "model": state.model.state_dict(),
@@ -155,20 +172,27 @@ def _payload(state: TrainState, config: TrainConfig) -> dict[str, Any]:
         "train_config": config.to_dict(),
         "label": config.label or config.model,
         "lipbench_version": lipbench.__version__,
-        "torch_version": str(torch.__version__),
+        **run_identity(config),
     }
 
 
-def _resume_state(path: Path, config: TrainConfig, device: torch.device, out: Path) -> TrainState:
-    payload = read_checkpoint(path, map_location=device)
+def why_not_resume(payload: dict[str, Any], config: TrainConfig, identity: dict[str, Any]) -> str | None:
+    """Why a checkpoint's ``payload`` cannot be continued as the run of ``config`` (None: it can)."""
     saved = dict(payload.get("train_config", {}))
     current = config.to_dict()
     changed = sorted(k for k in current if k not in ("steps", "label") and saved.get(k) != current[k])
     if changed:
-        raise TrainingError(
-            f"cannot resume from {path}: it was trained with different {', '.join(changed)} "
-            f"(saved {[saved.get(k) for k in changed]}); delete {out} or use the same settings"
-        )
+        return f"it was trained with different {', '.join(changed)} (saved {[saved.get(k) for k in changed]})"
+    if int(payload.get("step", 0)) > config.steps:
+        return f"it is at step {payload['step']}, past --steps {config.steps}"
+    what = {"code_hash": "training code", "torch_version": "torch version", "init_sha256": "--init weights"}
+    for key, name in what.items():
+        if payload.get(key) != identity[key]:
+            return f"it was written with other {name} ({payload.get(key)}, now {identity[key]})"
+    return None
+
+
+def _resume_state(payload: dict[str, Any], config: TrainConfig, device: torch.device, out: Path) -> TrainState:
     state = initial_state(dataclasses.replace(config, init=None), device)
     state.model.load_state_dict(payload["model"])
     state.optimizer.load_state_dict(payload["optimizer"])
@@ -280,11 +304,30 @@ def _check_finite(rows: list[dict[str, float]]) -> None:
         )
 
 
+def _resumed(ckpt: Path, config: TrainConfig, resume: str, device: torch.device, out: Path) -> TrainState | None:
+    """The state saved in ``ckpt`` when ``resume`` may continue it; None to start afresh (``auto``),
+    saying why; a :class:`TrainingError` (``always``) when it may not."""
+    try:
+        payload = read_checkpoint(ckpt, map_location=device)
+        reason = why_not_resume(payload, config, run_identity(config))
+    except LipbenchError as exc:
+        reason = f"it is unreadable ({exc})"
+    if reason is None:
+        state = _resume_state(payload, config, device, out)
+        print(f"resumed from step {state.step} of {ckpt}", flush=True)
+        return state
+    if resume == "always":
+        raise TrainingError(f"cannot resume from {ckpt}: {reason}; delete {out} or use the same settings")
+    print(f"starting from step 0, not from {ckpt}: {reason}", flush=True)
+    remove_outputs(out, [CHECKPOINT, LOG])
+    return None
+
+
 def train(
     config: TrainConfig,
     out: str | Path,
     *,
-    resume: bool = False,
+    resume: bool | str = False,
     device: str = "auto",
     root: str | None = None,
     stop_after: int | None = None,
@@ -292,15 +335,22 @@ def train(
 ) -> Path:
     """Train per ``config`` into ``out`` (``checkpoint.pt``, ``log.csv``, final ``model.pt``).
 
-    ``resume`` continues from ``out/checkpoint.pt`` when it exists. ``stop_after`` ends the call
-    after that many steps in total (for tests and time-sliced jobs) without writing ``model.pt``.
+    ``resume`` continues from ``out/checkpoint.pt`` when it exists and was written by this run: the
+    same configuration, training code, torch version and ``--init`` weights (:func:`why_not_resume`).
+    When it was not, ``"always"`` (or True) refuses and ``"auto"`` starts afresh, saying why.
+    ``stop_after`` ends the call after that many steps in total (for tests and time-sliced jobs)
+    without writing ``model.pt``.
     """
     out = Path(out)
     dev = resolve_device(device)
     ckpt = out / CHECKPOINT
+    resume = "always" if resume is True else resume or None
+    if resume not in (None, *RESUME):
+        raise TrainingError(f"resume must be one of {RESUME}, got {resume!r}")
     # a failed run leaves no earlier run's model.pt (nor, unless resumed, its checkpoint and log)
     remove_outputs(out, [FINAL] if resume else [FINAL, CHECKPOINT, LOG])
-    state = _resume_state(ckpt, config, dev, out) if resume and ckpt.is_file() else initial_state(config, dev)
+    state = _resumed(ckpt, config, resume, dev, out) if resume and ckpt.is_file() else None
+    state = state or initial_state(config, dev)
     images = load_images(config.dataset, root)[: config.max_images]
     channels = config.model_kwargs.get("channels", 1)
     if channels != 1:
@@ -339,7 +389,14 @@ def train(
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="always",
+        choices=RESUME,
+        help="continue from OUT/checkpoint.pt if it exists; `--resume auto`: only if that run's configuration, "
+        "code, torch and --init weights are these, else start afresh saying why (the workflow's choice)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

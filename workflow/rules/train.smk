@@ -2,6 +2,9 @@ import os
 
 from lipbench.workflow.rules import base_args, extra_args, finetune_args, tv_args
 
+# A rerun of a killed, cancelled or timed-out training job continues from its checkpoint.pt when the
+# same configuration, code, torch and --init weights wrote it (`--resume auto`; the log says
+# "resumed from step N"), else starts afresh and says why.
 
 rule train_base:
     input:
@@ -22,7 +25,7 @@ rule train_base:
     conda:
         ENV
     shell:
-        "lipbench train --out {params.folder} {params.args} {params.shared} --quiet > {log} 2>&1"
+        "lipbench train --out {params.folder} --resume auto {params.args} {params.shared} --quiet > {log} 2>&1"
 
 
 rule finetune:
@@ -47,7 +50,7 @@ rule finetune:
     conda:
         ENV
     shell:
-        "lipbench train --out {params.folder} --lam {params.lam} --init {input} {params.args} {params.shared} --quiet"
+        "lipbench train --out {params.folder} --resume auto --lam {params.lam} --init {input} {params.args} {params.shared} --quiet"
         " > {log} 2>&1"
 
 
@@ -73,7 +76,7 @@ rule train_extra:
     conda:
         ENV
     shell:
-        "lipbench train --out {params.folder} {params.args} {params.shared} --quiet > {log} 2>&1"
+        "lipbench train --out {params.folder} --resume auto {params.args} {params.shared} --quiet > {log} 2>&1"
 
 
 # the TV baseline: its weight chosen on tuning images (config tv.dataset), never the test set
