@@ -56,3 +56,81 @@ def test_golden_table_is_a_full_ci_results_table():
     golden = pd.read_csv(GOLDEN)
     assert set(golden.metric) >= {"psnr", "psnr_best", "ssim", "c_final", "lip_J", "lip2_Q"}
     assert golden.value.notna().all() and golden.config.eq("ci").all()
+
+
+def _tampered(tmp_path, edit) -> str:
+    golden = pd.read_csv(GOLDEN, dtype={"image": str})
+    path = tmp_path / "tampered.csv"
+    edit(golden).to_csv(path, index=False)
+    return str(path)
+
+
+def _moved(metric: str, change: float):
+    def edit(table: pd.DataFrame) -> pd.DataFrame:
+        table.loc[table.metric == metric, "value"] += change
+        return table
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "regressed"),
+    [
+        (_moved("denoise_psnr", -0.5), "272 of 1833 values regressed"),
+        (_moved("denoise_psnr", float("nan")), "272 of 1833 values regressed"),
+        (_moved("psnr_input", 1e-3), "140 of 1833 values regressed"),
+        (lambda t: t[t.metric != "denoise_psnr"], "272 of 1833 values regressed"),  # missing from the new table
+    ],
+)
+def test_every_metric_of_the_golden_table_is_checked(tmp_path, capsys, edit, regressed):
+    assert main(["compare", str(GOLDEN), _tampered(tmp_path, edit)]) == 1
+    assert regressed in capsys.readouterr().err
+
+
+def test_the_golden_table_reproduces_itself_counting_every_value(capsys):
+    assert main(["compare", str(GOLDEN), str(GOLDEN), "--strict"]) == 0
+    out, err = capsys.readouterr()
+    assert "no regression: 1833 values within tolerance" in out and err == ""
+
+
+def test_a_metric_without_tolerance_is_refused_not_passed(tmp_path, capsys):
+    def add_metric(table: pd.DataFrame) -> pd.DataFrame:
+        return pd.concat([table, table[table.metric == "tv_weight"].assign(metric="novel")], ignore_index=True)
+
+    base = _tampered(tmp_path, add_metric)
+    assert main(["compare", base, base]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no tolerance for the metric(s) novel of the baseline" in err
+    assert main(["compare", base, base, "--tolerance", "novel=0.1"]) == 0
+    assert "no regression: 1834 values within tolerance" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("pair", "message"),
+    [
+        ("psnrr=0.1", "--tolerance 'psnrr=0.1': no metric 'psnrr' to compare (the metrics: c_final, denoise_psnr"),
+        ("psnr=-0.1", "--tolerance 'psnr=-0.1': a tolerance must be a finite number >= 0"),
+        ("psnr=nan", "--tolerance 'psnr=nan': a tolerance must be a finite number >= 0"),
+        ("lip_J=inf%", "--tolerance 'lip_J=inf%': a tolerance must be a finite number >= 0"),
+    ],
+)
+def test_a_bad_tolerance_is_one_error(capsys, pair, message):
+    assert main(["compare", str(GOLDEN), str(GOLDEN), "--tolerance", pair]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"lipbench compare: error: {message}"), err
+
+
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        (lambda t: t.assign(config_hash="0123456789ab"), "the configuration changed: config_hash 6dc8856e14ff in"),
+        (lambda t: pd.concat([t, t.tail(2).assign(image="new")]), "2 rows of the new table are not in the baseline"),
+    ],
+)
+def test_another_configuration_or_extra_rows_warn_and_fail_when_strict(tmp_path, capsys, edit, said):
+    new = _tampered(tmp_path, edit)
+    assert main(["compare", str(GOLDEN), new]) == 0
+    assert f"lipbench compare: warning: {said}" in capsys.readouterr().err
+    assert main(["compare", str(GOLDEN), new, "--strict", "--report", str(tmp_path / "r.md")]) == 1
+    assert f"lipbench compare: error: {said}" in capsys.readouterr().err
+    assert f"Warning: {said}" in (tmp_path / "r.md").read_text()

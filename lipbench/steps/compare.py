@@ -1,9 +1,15 @@
 """Metric regression: compare two long-format results tables (``lipbench aggregate``'s
-``results.csv``) value by value, with a tolerance per metric."""
+``results.csv``) value by value, with a tolerance per metric.
+
+Every metric of the baseline is judged, or the comparison is refused (exit 2) naming the metrics it
+has no tolerance for; a value missing from the new table, or NaN where the baseline has a number, is
+a regression. Rows only the new table has, and a changed ``config_hash`` (the results of another
+configuration), are reported: a warning, an error with ``--strict``."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass
 
@@ -38,23 +44,36 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "lip_J": Tolerance(0.01, relative=True),
     "lip2_Q": Tolerance(0.02, relative=True),
     "tv_weight": Tolerance(1e-6, relative=True),  # chosen from a grid: any move is a different choice
+    "denoise_psnr": Tolerance(0.1),  # dB
 }
 
 
-def parse_tolerances(pairs: list[str]) -> dict[str, Tolerance]:
-    """``metric=0.1`` (absolute) or ``metric=1%`` (relative) overrides."""
+def parse_tolerances(pairs: list[str], metrics: set[str] | frozenset[str] = frozenset()) -> dict[str, Tolerance]:
+    """``metric=0.1`` (absolute) or ``metric=1%`` (relative) overrides of :data:`DEFAULT_TOLERANCES`,
+    each a finite number >= 0, for a metric of those or of ``metrics`` (the baseline's)."""
     out = dict(DEFAULT_TOLERANCES)
     for pair in pairs:
         metric, sep, value = pair.partition("=")
         try:
-            out[metric] = Tolerance(float(value.rstrip("%")) / (100 if value.endswith("%") else 1), value.endswith("%"))
+            number = float(value.rstrip("%"))
         except ValueError:
             sep = ""
         if not sep or not metric:
             raise LipbenchError(
                 f"--tolerance {pair!r} is not METRIC=VALUE or METRIC=PERCENT% (e.g. psnr=0.1, lip_J=1%)"
             )
+        if not (math.isfinite(number) and number >= 0):
+            raise LipbenchError(f"--tolerance {pair!r}: a tolerance must be a finite number >= 0")
+        if metric not in DEFAULT_TOLERANCES and metric not in metrics:
+            known = ", ".join(sorted({*DEFAULT_TOLERANCES, *metrics}))
+            raise LipbenchError(f"--tolerance {pair!r}: no metric {metric!r} to compare (the metrics: {known})")
+        out[metric] = Tolerance(number / (100 if value.endswith("%") else 1), value.endswith("%"))
     return out
+
+
+def unjudged(baseline: pd.DataFrame, tolerances: dict[str, Tolerance]) -> list[str]:
+    """The baseline's metrics without a tolerance (a comparison would pass them unseen)."""
+    return sorted(set(baseline.metric.astype(str)) - set(tolerances))
 
 
 def compare(baseline: pd.DataFrame, new: pd.DataFrame, tolerances: dict[str, Tolerance]) -> pd.DataFrame:
@@ -68,44 +87,102 @@ def compare(baseline: pd.DataFrame, new: pd.DataFrame, tolerances: dict[str, Tol
             )
     b = baseline[[*keys, "value"]].astype({k: str for k in keys})
     n = new[[*keys, "value"]].astype({k: str for k in keys})
+    cannot = unjudged(baseline, tolerances)
+    if cannot:
+        raise LipbenchError(
+            f"no tolerance for the metric(s) {', '.join(cannot)} of the baseline: give one each "
+            f"(--tolerance {cannot[0]}=VALUE), or the comparison would pass them unchecked"
+        )
     merged = b.merge(n, on=keys, how="left", suffixes=("_baseline", "_new"), indicator=True)
+    only_new = n.merge(b[keys], on=keys, how="left", indicator=True).query("_merge == 'left_only'")
+    only_new = only_new.rename(columns={"value": "value_new"}).assign(_merge="right_only", value_baseline=np.nan)
+    merged = pd.concat([merged.astype({"_merge": str}), only_new], ignore_index=True)  # baseline's order, then new rows
     bad = pd.Series(False, index=merged.index)
     for metric, tol in tolerances.items():
-        rows = merged.metric == metric
+        rows = (merged.metric == metric) & (merged["_merge"] == "both")
         bad[rows] = tol.exceeded(merged.loc[rows, "value_baseline"], merged.loc[rows, "value_new"])
     missing = merged["_merge"] == "left_only"
-    report = merged[bad | missing].drop(columns="_merge").copy()
+    extra = merged["_merge"] == "right_only"
+    shown = bad | missing | extra
+    report = merged[shown].drop(columns="_merge").copy()
     report["change"] = report.value_new - report.value_baseline
-    report["status"] = np.where(missing[bad | missing], "missing", "beyond tolerance")
+    report["status"] = np.select(
+        [missing[shown], extra[shown]], ["missing", "extra"], default="beyond tolerance"
+    )  # fmt: skip
     return report.reset_index(drop=True)
 
 
-def compare_files(baseline: str, new: str, tolerances: dict[str, Tolerance]) -> tuple[pd.DataFrame, int]:
-    """``(report, number of values compared)``."""
-    base = read_table(baseline)
-    return compare(base, read_table(new), tolerances), len(base)
+@dataclass(frozen=True)
+class Comparison:
+    """What :func:`compare_files` found: the differing values (``report``), the number of baseline
+    values compared, and the configuration hashes of both tables."""
+
+    report: pd.DataFrame
+    compared: int
+    baseline_hashes: tuple[str, ...]
+    new_hashes: tuple[str, ...]
+
+    @property
+    def regressions(self) -> pd.DataFrame:
+        return self.report[self.report.status != "extra"]
+
+    @property
+    def extra(self) -> int:
+        return int((self.report.status == "extra").sum())
+
+    @property
+    def config_changed(self) -> bool:
+        return self.baseline_hashes != self.new_hashes
+
+    def warnings(self) -> list[str]:
+        """Not regressions, but a reproduction should not have them: ``--strict`` makes them errors."""
+        said = []
+        if self.config_changed:
+            said.append(
+                f"the configuration changed: config_hash {', '.join(self.baseline_hashes) or 'none'} in the "
+                f"baseline, {', '.join(self.new_hashes) or 'none'} in the new table"
+            )
+        if self.extra:
+            said.append(f"{self.extra} rows of the new table are not in the baseline (listed as extra)")
+        return said
 
 
-def verdict(report: pd.DataFrame, compared: int, baseline: str, new: str) -> str:
+def _hashes(table: pd.DataFrame) -> tuple[str, ...]:
+    return tuple(sorted(table.config_hash.dropna().astype(str).unique())) if "config_hash" in table else ()
+
+
+def compare_files(baseline: str, new: str, pairs: list[str] = ()) -> tuple[Comparison, dict[str, Tolerance]]:
+    """The comparison of two results files with the ``METRIC=VALUE`` tolerance overrides ``pairs``."""
+    base, other = read_table(baseline), read_table(new)
+    metrics = set(base.metric.astype(str)) if "metric" in base else set()
+    tolerances = parse_tolerances(list(pairs), metrics)
+    report = compare(base, other, tolerances)
+    return Comparison(report, len(base), _hashes(base), _hashes(other)), tolerances
+
+
+def verdict(comparison: Comparison, baseline: str, new: str) -> str:
     """One paragraph: do ``new``'s values reproduce ``baseline``'s within tolerance?"""
+    report, compared = comparison.regressions, comparison.compared
+    notes = "".join(f" Warning: {w}." for w in comparison.warnings())
     if report.empty:
-        return f"{new} reproduces {baseline}: all {compared} values within tolerance."
+        return f"{new} reproduces {baseline}: all {compared} values within tolerance.{notes}"
     worst = report.assign(size=report.change.abs()).sort_values("size", ascending=False)
     moved = ", ".join(f"{m} ({n})" for m, n in worst.metric.value_counts().items())
     return (
         f"{new} does NOT reproduce {baseline}: {len(report)} of {compared} values beyond tolerance or missing "
         f"(by metric: {moved}). The differences are listed below; docs/workflow.md says which differences "
-        "thread counts and platforms make."
+        f"thread counts and platforms make.{notes}"
     )
 
 
-def write_report(report: pd.DataFrame, compared: int, baseline: str, new: str, path: str, tolerances: dict) -> None:
+def write_report(comparison: Comparison, baseline: str, new: str, path: str, tolerances: dict) -> None:
     """``path`` (Markdown): the verdict, the tolerances used and the values beyond them."""
     from lipbench.plumbing.io import atomic_write
 
+    report = comparison.report
     rows = [f"| {m} | {t.value:g}{' (relative)' if t.relative else ''} |" for m, t in tolerances.items()]
     with atomic_write(path, "w") as fh:
-        fh.write(verdict(report, compared, baseline, new) + "\n\n")
+        fh.write(verdict(comparison, baseline, new) + "\n\n")
         fh.write("| metric | tolerance |\n|---|---|\n" + "\n".join(rows) + "\n")
         if not report.empty:
             fh.write("\n" + report.to_markdown(index=False, floatfmt=".4g") + "\n")
@@ -122,20 +199,27 @@ def _arguments(p: argparse.ArgumentParser) -> None:
         help="override a tolerance: psnr=0.2 (absolute) or lip_J=2%% (relative)",
     )
     p.add_argument("--report", metavar="PATH", help="also write the verdict and the differences (Markdown)")
+    p.add_argument(
+        "--strict", action="store_true", help="a changed config_hash or rows only the new table has fail it too"
+    )
     p.add_argument("--no-fail", action="store_true", help="exit 0 whatever the differences (a report)")
 
 
 def run(args: argparse.Namespace) -> int:
-    tolerances = parse_tolerances(args.tolerance)
-    report, compared = compare_files(args.baseline, args.new, tolerances)
+    comparison, tolerances = compare_files(args.baseline, args.new, args.tolerance)
     if args.report:
-        write_report(report, compared, args.baseline, args.new, args.report, tolerances)
+        write_report(comparison, args.baseline, args.new, args.report, tolerances)
+    report, compared = comparison.regressions, comparison.compared
+    if not comparison.report.empty:
+        print(comparison.report.to_string(index=False, max_rows=60))
+    for warning in comparison.warnings():
+        print(f"lipbench compare: {'error' if args.strict else 'warning'}: {warning}", file=sys.stderr)
     if report.empty:
         print(f"no regression: {compared} values within tolerance")
-        return 0
-    print(report.to_string(index=False, max_rows=60))
-    print(f"{len(report)} of {compared} values regressed (beyond tolerance or missing)", file=sys.stderr)
-    return 0 if args.no_fail else 1
+    else:
+        print(f"{len(report)} of {compared} values regressed (beyond tolerance or missing)", file=sys.stderr)
+    failed = not report.empty or (args.strict and bool(comparison.warnings()))
+    return 1 if failed and not args.no_fail else 0
 
 
 COMMAND = Command(run, arguments=_arguments)

@@ -133,8 +133,15 @@ def grid_args(config: dict[str, Any]) -> str:
     return args("grid", section(config, "calibration"))
 
 
+# keys that do not change a number: the output folder's name and how the run is compared
+NOT_HASHED = ("name", "reference")
+
+
 def config_hash(config: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+    """12 hex digits of the SHA-256 of the validated configuration, without :data:`NOT_HASHED`: the
+    same for the same experiment whatever its folder (ci and ci-slurm) or its reference tolerances."""
+    hashed = {k: v for k, v in config.items() if k not in NOT_HASHED}
+    return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def lam_label(lam: float) -> str:

@@ -1,6 +1,7 @@
 # The end of a run: does it reproduce the published reference (results/<name>/tables/results.csv, or
 # reference.table)? `lipbench compare` with the config's reference.tolerance overrides writes the
-# verdict, which the run prints when it ends; reference.strict makes a difference fail the run (CI).
+# verdict, which the run prints when it ends; reference.strict makes a difference, a changed config_hash
+# or an extra row fail the run (CI).
 import shlex
 
 REFERENCE = config["reference"]["table"] or f"results/{config['name']}/tables/results.csv"
@@ -17,7 +18,7 @@ if Path(REFERENCE).is_file():
             f"{OUT}/logs/reference.log",
         params:
             tolerance=shlex.join(f"--tolerance={k}={v}" for k, v in config["reference"]["tolerance"].items()),
-            fail="" if config["reference"]["strict"] else "--no-fail",
+            fail="--strict" if config["reference"]["strict"] else "--no-fail",
             code=command_code_hash("compare"),
         conda:
             ENV

@@ -2,7 +2,8 @@
 # The ci configuration end to end through a real one-node SLURM cluster: start the local cluster, run
 # the workflow with profiles/slurm-ci into runs/ci-slurm (runs/ci is left alone; its reference rule
 # compares the results with the golden table, strictly), check that a rerun finds nothing to do; the
-# cluster is stopped whatever happens. Needs root (apt-get, /etc/slurm), the venv active, LIPBENCH_DATA.
+# cluster is stopped whatever happens. Before that, a training job cancelled with scancel must resume.
+# Needs root (apt-get, /etc/slurm), the venv active, LIPBENCH_DATA.
 #   bash workflow/slurm/run-ci.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,6 +31,42 @@ trap '"$CLUSTER" stop' EXIT
 # its jobs and drop its locks (timeout passes it on, and kills it 30 s later); then the cluster stops.
 trap 'if [[ -n ${SMK:-} ]]; then kill -INT "$SMK" 2>/dev/null; wait "$SMK" || true; fi; exit 143' INT TERM
 "$CLUSTER" start
+
+# A cancelled training job resumes: the base model of a longer ci training (300 steps, a checkpoint every
+# 10), cancelled with scancel after its first checkpoint, then rerun through SLURM; its log must say
+# "resumed from step N" and its model.pt must be the one an uninterrupted local run writes.
+t0=$SECONDS
+RESUME=$NAME-resume
+resume_config=runs/$RESUME.yaml
+rm -rf "runs/$RESUME" "runs/$RESUME-local"
+mkdir -p runs
+python - "$resume_config" <<'PY'
+import sys, yaml
+config = yaml.safe_load(open("config/ci.yaml"))
+config["train"].update(lambdas=[0.0], base_steps=300, checkpoint_every=10, probe_size=0)
+yaml.safe_dump(config, open(sys.argv[1], "w"))
+PY
+model=models/lam0/model.pt
+snakemake --configfile "$resume_config" --config "name=$RESUME-local" --cores 1 --quiet -- "runs/$RESUME-local/$model"
+resume_smk=(snakemake --profile profiles/slurm-ci --configfile "$resume_config" --config "name=$RESUME")
+timeout -k 30 300 "${resume_smk[@]}" --quiet -- "runs/$RESUME/$model" &
+SMK=$!
+for _ in $(seq 1200); do
+	[[ -f runs/$RESUME/models/lam0/checkpoint.pt ]] && break
+	sleep 0.1
+done
+[[ -f runs/$RESUME/models/lam0/checkpoint.pt ]] || die "the training job wrote no checkpoint in 120 s"
+scancel --user "$(id -un)"
+# snakemake would notice the cancelled job only at its next status check (a minute here): interrupt it
+kill -INT "$SMK"
+if wait "$SMK"; then die "the cancelled training job finished anyway: cancel it sooner"; fi
+SMK=
+[[ ! -f runs/$RESUME/$model ]] || die "the cancelled job left runs/$RESUME/$model"
+timeout -k 30 300 "${resume_smk[@]}" --quiet -- "runs/$RESUME/$model" || die "the rerun of the cancelled job failed"
+grep "resumed from step" "runs/$RESUME/logs/train/lam0.log" || die "the rerun did not resume (runs/$RESUME/logs)"
+[[ $(sha256sum <"runs/$RESUME/$model") == $(sha256sum <"runs/$RESUME-local/$model") ]] ||
+	die "the resumed model differs from the uninterrupted one"
+echo "run-ci.sh: a cancelled training job resumed to the uninterrupted weights in $((SECONDS - t0)) s"
 
 rm -rf "runs/$NAME"
 t0=$SECONDS
