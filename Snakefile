@@ -4,7 +4,8 @@
 # `lipbench` step; docs/architecture.md draws the graph, docs/workflow.md explains it.
 from snakemake.utils import min_version
 
-from lipbench.workflow.config import validated
+from lipbench.workflow.config import read_config, validated
+from lipbench.workflow.preflight import preflight
 
 min_version("9.0")
 
@@ -14,8 +15,12 @@ if not config:  # the quick run by default; a --configfile replaces it instead o
     configfile: "config/config.yaml"
 
 
-# the schema (workflow/schemas/config.schema.yaml + every step's options), the workflow's defaults
+for path in workflow.configfiles:  # as Snakemake read them, but a key written twice is an error
+    read_config(path)
+# the schema (workflow/schemas/config.schema.yaml + every step's options), the workflow's defaults,
+# then what a job would refuse (a crop larger than its images, a model that does not build...)
 config.update(validated(config))
+preflight(config)
 
 
 include: "workflow/rules/common.smk"

@@ -120,15 +120,43 @@ REPO = Path(__file__).resolve().parents[1]
         ({"pnp": {"kernels": ["levin1", "levin9"]}}, "config pnp.kernels: unknown kernel 'levin9'"),
         ({"pnp": {"kernel_sigma": {"gaussian_9": 0.1}}}, "config pnp.kernel_sigma: unknown kernel 'gaussian_9'"),
         ({"train": {"bogus": 1}}, "config file {path}: train: Additional properties are not allowed ('bogus'"),
+        # what a job would refuse, hours later (lipbench.workflow.preflight)
+        ("name: x\ndevice: cpu\nname: y\n", "{path}:3:1: key 'name' is set twice (first on line 1): keep one"),
+        (
+            {"pnp": {"long_runs": {"lambdas": [0.5], "methods": ["standard"], "iters": 5}}},
+            "config pnp.long_runs.lambdas: [0.5] not in train.lambdas [0.0, 0.01]",
+        ),
+        ({"pnp": {"crop": 400}}, "config pnp.crop: 400 is larger than the smallest bsd10 image side (321): choose"),
+        ({"train": {"patch_size": 200}}, "config train.patch_size: 200 is larger than the smallest train400 image"),
+        ({"lipschitz": {"crop": 322}}, "config lipschitz.crop: 322 is larger than the smallest bsd10 image side"),
+        ({"denoise": {"crop": 1000}}, "config denoise.crop: 1000 is larger than the smallest bsd68 image side"),
+        ({"train": {"dataset": "bsd4000"}}, "config file {path}: train.dataset: 'bsd4000' is not one of ['bsd10'"),
+        ({"tv": {"dataset": "bsd10"}}, "config tv.dataset: bsd10's first 2 images include test images of bsd10"),
+        ({"tv": {"dataset": "bsd68"}}, "config tv.dataset: bsd68's first 2 images include test images of bsd10"),
+        (
+            {"denoisers": {"toy": {"model": {"name": "toy_denoiser:broken"}}}},
+            "config denoisers.toy.model: model 'toy_denoiser:broken' raised ValueError when built with {{}}: no toy",
+        ),
+        (
+            {"denoisers": {"toy": {"model": {"name": "toy_denoiser:not_a_module", "width": 2}}}},
+            "config denoisers.toy.model: model 'toy_denoiser:not_a_module' returned a str, not a torch.nn.Module",
+        ),
+        ({"model": {"depth": 0}}, "config model: model 'dncnn' raised ValueError when built with"),
+        (
+            {"denoisers": {"tv": {"model": {"name": "certified"}}}},
+            "denoisers.tv: the name tv is the TV baseline's and names starting with lam are the λ grid's",
+        ),
+        ({"denoisers": {"lam_mine": {"model": {"name": "certified"}}}}, "denoisers.lam_mine: the name tv is the TV"),
     ],
 )
-def test_check_config_names_the_file_line_or_key(tmp_path, capsys, text, expected):
+def test_check_config_names_the_file_line_or_key(tmp_path, capsys, monkeypatch, text, expected):
     """Raw text, or a change to config/ci.yaml's sections."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "plugins"))  # toy_denoiser:...
     path = tmp_path / "config.yaml"
     if isinstance(text, dict):
         config = yaml.safe_load((REPO / "config" / "ci.yaml").read_text())
         for section, values in text.items():
-            config[section].update(values)
+            config.setdefault(section, {}).update(values)
         text = yaml.safe_dump(config)
     if text is not None:
         path.write_text(text)

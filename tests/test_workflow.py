@@ -113,7 +113,7 @@ def _minimal() -> dict:
         (lambda c: c["pnp"]["long_runs"].update(gamma_unit="relative"), "'relative' is not one of"),
         (lambda c: c["pnp"].update(kernel_sigma={"levin1": "x"}), "pnp.kernel_sigma.levin1: 'x' is not of type"),
         (lambda c: c.update(device="tpu"), "device: 'tpu' does not match"),
-        (lambda c: c.update(denoisers={"lam1": {"model": {"name": "certified"}}}), "'lam1' does not match"),
+        (lambda c: c.update(denoisers={"lam1": {"model": {"name": "certified"}}}), "denoisers.lam1: the name tv is"),
         (lambda c: c["denoisers"]["certified"]["model"].update(name="a b"), "'a b' does not match"),
         (lambda c: c["tv"].update(weights=[1e-3, -1.0, 1e-2]), "tv.weights.1: -1.0 is less than or equal to"),
         (lambda c: c["tv"].update(iters=3), "tv: Additional properties are not allowed ('iters'"),
@@ -130,13 +130,26 @@ def test_a_bad_config_is_one_error_naming_its_key(edit, message):
 
 
 @pytest.mark.slow
-def test_a_bad_config_stops_the_workflow_before_any_job(tmp_path):
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c["train"].update(lamda=[0.1]), "train: Additional properties are not allowed ('lamda' was"),
+        (lambda c: c["pnp"].update(crop=400), "config pnp.crop: 400 is larger than the smallest bsd10 image side"),
+        (None, "key 'name' is set twice (first on line 1): keep one"),
+    ],
+)
+def test_a_bad_config_stops_the_workflow_before_any_job(tmp_path, edit, message):
+    """The schema, what a job would refuse (preflight) and a key written twice, as Snakemake reads the file."""
     config = _ci()
-    config["train"]["lamda"] = [0.1]
+    if edit is not None:
+        edit(config)
     workdir = _workdir(tmp_path, config)
+    if edit is None:
+        text = (workdir / "config" / "ci.yaml").read_text()
+        (workdir / "config" / "ci.yaml").write_text("name: twice\n" + text)  # sorted keys: name comes later
     proc = _snakemake(workdir, "-n")
     assert proc.returncode != 0
-    assert "train: Additional properties are not allowed ('lamda' was unexpected)" in proc.stdout + proc.stderr
+    assert message in proc.stdout + proc.stderr
     assert not (workdir / "runs").exists()
 
 

@@ -69,6 +69,7 @@ class Dataset:
     name: str
     colour: bool
     description: str
+    min_side: int  # the smallest side of its images: the largest crop or patch it allows
 
     def files(self, root: Path) -> list[Path]:
         """The dataset's files under ``root``, in the documented order."""
@@ -108,15 +109,15 @@ _FILES = {
 DATASETS: dict[str, Dataset] = {
     d.name: d
     for d in (
-        Dataset("bsd10", True, "PnP-MMO's 10 deblurring test images (BSD68 test001-010)"),
-        Dataset("bsd68", True, "BSD68 denoising test set, from the BSDS500/val JPEGs"),
-        Dataset("cbsd68", True, "colour BSD68"),
-        Dataset("bsd68-dncnn", False, "DnCNN's 8-bit grey BSD68 PNGs"),
-        Dataset("bsd400", True, "BSDS500 train + test, 400 training images"),
-        Dataset("bsds500-val", True, "BSDS500 val (= BSDS300 test), 100 images"),
-        Dataset("train400", False, "DnCNN's 400 grey 180x180 training crops"),
-        Dataset("set12", False, "Set12 grey test images"),
-        Dataset("set3c", True, "Set3C colour test images"),
+        Dataset("bsd10", True, "PnP-MMO's 10 deblurring test images (BSD68 test001-010)", 321),
+        Dataset("bsd68", True, "BSD68 denoising test set, from the BSDS500/val JPEGs", 321),
+        Dataset("cbsd68", True, "colour BSD68", 321),
+        Dataset("bsd68-dncnn", False, "DnCNN's 8-bit grey BSD68 PNGs", 321),
+        Dataset("bsd400", True, "BSDS500 train + test, 400 training images", 321),
+        Dataset("bsds500-val", True, "BSDS500 val (= BSDS300 test), 100 images", 321),
+        Dataset("train400", False, "DnCNN's 400 grey 180x180 training crops", 180),
+        Dataset("set12", False, "Set12 grey test images", 256),
+        Dataset("set3c", True, "Set3C colour test images", 256),
     )
 }
 

@@ -66,6 +66,11 @@ def build(name: str, **kwargs: Any) -> nn.Module:
         model = factory(**kwargs)
     except TypeError as exc:
         raise LipbenchError(f"model {name!r} does not accept these arguments {kwargs}: {exc}") from exc
+    except Exception as exc:  # whatever a user's factory raises: one line, not a traceback
+        raise LipbenchError(
+            f"model {name!r} raised {type(exc).__name__} when built with {kwargs}: {exc}; fix the factory or its "
+            "arguments"
+        ) from exc
     if not isinstance(model, nn.Module):
         raise LipbenchError(
             f"model {name!r} returned a {type(model).__name__}, not a torch.nn.Module: "

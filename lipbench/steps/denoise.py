@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from lipbench.data import centre_crop, image_ids, load_images
+from lipbench.data import DATASETS, centre_crop, image_ids, load_images
 from lipbench.models import denoiser_label, load_model, read_checkpoint
 from lipbench.plumbing.command import Command
 from lipbench.plumbing.device import resolve_device
@@ -28,7 +28,7 @@ class DenoiseSettings:
     """One denoising evaluation (``lipbench denoise``'s options)."""
 
     checkpoint: str = option(help="a model.pt written by `lipbench train` or `tune-tv`")
-    dataset: str = option("bsd68", help="test images")
+    dataset: str = option("bsd68", help="test images", choices=tuple(DATASETS))
     crop: int | None = option(None, minimum=1, help="centre crop size (quick CPU runs)", none="full images")
     sigma: float | None = option(None, above=0, help="noise std", none="the training noise level")
     tf32: bool = option(False, help="CUDA: TF32 convolutions in the denoised images")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
+from lipbench.data import DATASETS
 from lipbench.lipschitz import SOLVERS, interpolate, linearize
 from lipbench.lipschitz.linearize import ReflectedLinearization
 from lipbench.models import denoiser_label
@@ -37,7 +38,7 @@ class LipschitzSettings:
     lipschitz``'s option of the same name."""
 
     checkpoint: str = option(help="a model.pt written by `lipbench train` or `tune-tv`")
-    dataset: str = option("bsd10", help="test images")
+    dataset: str = option("bsd10", help="test images", choices=tuple(DATASETS))
     crop: int | None = option(None, minimum=1, help="centre crop size (quick CPU runs)", none="full images")
     sigma: float | None = option(None, above=0, help="noise of the noisy points", none="the training noise level")
     points: tuple[str, ...] = option(

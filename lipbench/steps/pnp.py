@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 import lipbench
-from lipbench.data import centre_crop, image_ids, load_images, load_kernel
+from lipbench.data import DATASETS, centre_crop, image_ids, load_images, load_kernel
 from lipbench.models import denoiser_label, load_model, read_checkpoint
 from lipbench.plumbing.command import Command
 from lipbench.plumbing.device import COMPILE_MODES, compile_denoiser, resolve_device
@@ -47,7 +47,7 @@ class PnPSettings:
     those of ``lipbench pnp``'s option of the same name."""
 
     checkpoint: str = option(help="a model.pt written by `lipbench train` or `tune-tv`")
-    dataset: str = option("bsd10", help="test images")
+    dataset: str = option("bsd10", help="test images", choices=tuple(DATASETS))
     kernels: tuple[str, ...] = option(("levin1",), metavar="KERNEL", help="blur kernels (names or .mat/.npy files)")
     sigma: float = option(0.01, minimum=0, help="measurement noise std (images in [0, 1])")
     kernel_sigma: dict[str, float] = option(

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 import lipbench
-from lipbench.data import PatchSampler, load_images
+from lipbench.data import DATASETS, PatchSampler, load_images
 from lipbench.lipschitz import Reflected, fne_penalty, spectral_norm
 from lipbench.lipschitz.penalty import SOLVERS
 from lipbench.models import build, read_checkpoint, save_checkpoint
@@ -63,7 +63,7 @@ class TrainConfig:
         help="the model's keyword arguments: KEY=VALUE pairs (depth=17 width=32) or a JSON object",
     )
     label: str | None = option(None, help="the denoiser's name in the tables", none="the model's name")
-    dataset: str = option("bsd400", help="training images (grey)")
+    dataset: str = option("bsd400", help="training images (grey)", choices=tuple(DATASETS))
     max_images: int | None = option(None, minimum=1, help="use only the dataset's first N images", none="all")
     patch_size: int = option(40, minimum=1, help="side of the square training patches")
     batch_size: int = option(16, minimum=1, help="patches per step")

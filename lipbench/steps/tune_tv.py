@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 import lipbench
+from lipbench.data import DATASETS
 from lipbench.models import TVDenoiser, save_checkpoint
 from lipbench.plumbing.command import Command
 from lipbench.plumbing.errors import LipbenchError
@@ -44,7 +45,7 @@ class TuningSettings:
         metavar="W", above=0, help="prox weights w = γλ tried (a log grid; the best must lie inside it)"
     )
     images: int = option(4, minimum=1, help="tune on the dataset's first N images")
-    test_dataset: str = option("bsd10", help="refuse tuning images that belong to it")
+    test_dataset: str = option("bsd10", help="refuse tuning images that belong to it", choices=tuple(DATASETS))
     refine: int = option(4, minimum=0, help="weights tried between the best one's neighbours")
     prox_iters: int = option(100, minimum=1, help="FGP iterations per TV prox")
     train_sigma: float = option(

@@ -49,14 +49,38 @@ LONG_RUN_DEFAULTS = (
 TV_PROTOCOL_KEYS = ("dataset",)
 
 
+class _DuplicateKey(yaml.MarkedYAMLError):
+    pass
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a key written twice in a mapping is an error (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                first = seen[key].start_mark.line + 1
+                raise _DuplicateKey(
+                    problem=f"key {key!r} is set twice (first on line {first}): keep one",
+                    problem_mark=key_node.start_mark,
+                )
+            seen[key] = key_node
+        return super().construct_mapping(node, deep)
+
+
 def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The mapping of a YAML config file; a missing file, a syntax error (with its line and
-    column) or a file that is not a mapping raises one :class:`LipbenchError`."""
+    """The mapping of a YAML config file; a missing file, a syntax error or a key written twice (with
+    its line and column) or a file that is not a mapping raises one :class:`LipbenchError`."""
     path = Path(path)
     if not path.is_file():
         raise LipbenchError(f"config file {path} does not exist: give an existing file (e.g. config/ci.yaml)")
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        config = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
+    except _DuplicateKey as exc:
+        mark = exc.problem_mark
+        raise LipbenchError(f"{path}:{mark.line + 1}:{mark.column + 1}: {exc.problem}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -173,6 +197,12 @@ def validated(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
     checked. ``source`` names the configuration in errors (its file)."""
     import jsonschema
 
+    reserved = [n for n in config.get("denoisers") or {} if isinstance(n, str) and (n == "tv" or n.startswith("lam"))]
+    if reserved:
+        raise LipbenchError(
+            f"{source}: denoisers.{reserved[0]}: the name tv is the TV baseline's and names starting with lam are "
+            "the λ grid's (lam0, lam1e-05...): give this denoiser another name"
+        )
     spec = schema()
     validator = jsonschema.Draft202012Validator(spec)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))

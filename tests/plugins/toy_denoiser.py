@@ -28,3 +28,7 @@ def not_a_module(width: int = 4) -> str:
 
 
 NOT_CALLABLE = 3
+
+
+def broken(width: int = 4) -> nn.Module:
+    raise ValueError(f"no toy of width {width} today")
