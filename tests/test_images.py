@@ -133,3 +133,10 @@ def test_corrupt_image_names_the_file(tmp_path, data_dir):
     bad.write_bytes(bad.read_bytes()[:2000])  # truncated JPEG
     with pytest.raises(DataError, match=r"105025.jpg is corrupt"):
         load_images("bsd10", root=tmp_path)
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_each_datasets_smallest_side_is_the_one_the_config_checks_use(name, data_dir):
+    """``Dataset.min_side`` (what check-config compares crops with) against the real files' sizes."""
+    sides = [min(Image.open(path).size) for path in DATASETS[name].files(data_dir)]
+    assert min(sides) == DATASETS[name].min_side
