@@ -690,3 +690,27 @@ def test_a_killed_training_job_resumes_from_its_checkpoint_to_the_same_weights(t
     resumed = re.search(r"resumed from step (\d+) of ", log)
     assert resumed and int(resumed.group(1)) >= step, log[-2000:]
     assert hashlib.sha256((cut / target).read_bytes()).hexdigest() == expected
+
+
+@pytest.mark.workflow
+def test_changed_data_are_verified_again_before_any_job_reads_them(tmp_path, data_dir):
+    """verify_data's inputs are the data files: a flipped byte (a file that still decodes) reruns the
+    checksums, which stop the run naming the file."""
+    root = tmp_path / "data"
+    shutil.copytree(data_dir / "Set3C", root / "Set3C")
+    config = _ci()
+    config["data"] = {"sources": ["set3c"], "root": str(root)}
+    workdir = _workdir(tmp_path / "run", config)
+    target = "runs/ci/data/verified.txt"
+    assert _snakemake(workdir, "-p", target).returncode == 0
+    assert "set3c: ok (3 verified" in (workdir / target).read_text()
+    assert _planned(_snakemake(workdir, "-n", "-p", target).stdout) == {}
+    image = root / "Set3C" / "leaves.png"
+    data = bytearray(image.read_bytes())
+    data[-100] ^= 0xFF  # the same size, another SHA-256
+    image.write_bytes(bytes(data))
+    assert _planned(_snakemake(workdir, "-n", "-p", target).stdout) == {"verify_data": 1}
+    failed = _snakemake(workdir, "-p", target)
+    assert failed.returncode != 0
+    log = (workdir / "runs" / "ci" / "logs" / "verify_data.log").read_text()
+    assert "1 source(s) failed verification" in log and not (workdir / target).exists()

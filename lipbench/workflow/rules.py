@@ -53,6 +53,17 @@ def root_arg(config: dict[str, Any]) -> str:
     return shlex.join(["--root", root]) if root else ""
 
 
+def data_files(config: dict[str, Any]) -> list[str]:
+    """The installed files of the configured data sources (``verify_data``'s inputs: a changed,
+    added or replaced file, or another data root, reruns the checksums); the missing ones are left to
+    ``lipbench verify`` to name."""
+    from lipbench.data import SOURCES, data_root
+
+    root = data_root(config["data"]["root"], must_exist=False)
+    files = (root / rel for name in config["data"]["sources"] for rel in SOURCES[name].files())
+    return [str(path) for path in files if path.is_file()]
+
+
 def model_options(model: dict[str, Any]) -> dict[str, Any]:
     """``model`` and ``model_kwargs`` of ``lipbench train`` from a config's ``model`` section."""
     kwargs = {k: v for k, v in model.items() if k != "name"}

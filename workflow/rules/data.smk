@@ -1,4 +1,11 @@
+from lipbench.workflow.rules import data_files
+
+
+# the data files are its inputs: a file that changes (its mtime), appears or moves to another data
+# root makes the checksums run again, before any job that reads the data
 rule verify_data:
+    input:
+        data_files(config),
     output:
         f"{OUT}/data/verified.txt",
     log:
