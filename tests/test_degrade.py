@@ -48,7 +48,7 @@ def test_degrade_bsd10_crops(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--dataset", "bsd11"], "unknown dataset 'bsd11'"),
+        (["--dataset", "bsd11"], "argument --dataset: invalid choice: 'bsd11'"),
         (["--kernels", "levin0"], "unknown kernel 'levin0'"),
         (["--crop", "5000"], "--crop 5000 must lie between"),
         (["--sigma", "-1"], "--sigma must be a finite number >= 0"),

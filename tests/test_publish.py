@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
 from lipbench.cli import main
+from lipbench.steps.aggregate import results_code_hash
 
 
 def _run(folder, marker: str):
@@ -69,3 +75,27 @@ def test_the_summary_reads_each_quantity_from_its_rows():
     assert dncnn["equivariant PnP PSNR (dB)"] == 30.0 and dncnn["PnP runs with c_k increasing"] == "1 of 2"
     assert dncnn["denoising PSNR (dB)"] == 41.0
     assert list(table.denoiser) == ["dncnn", "tv"] and table.iloc[1]["λ"] == "—"
+
+
+PUBLISHED = sorted((Path(__file__).resolve().parents[1] / "results").glob("*/tables/results.csv"))
+
+
+@pytest.mark.parametrize("table", PUBLISHED, ids=[p.parts[-3] for p in PUBLISHED])
+def test_published_results_were_made_by_heads_code(table):
+    """A published reference is what HEAD's code produces: the code hash of the steps its numbers come
+    from (training, TV tuning, Lipschitz, denoising, PnP, aggregation) is HEAD's. After an edit to
+    them, rerun the configuration and `lipbench publish` it (docs/workflow.md)."""
+    results = pd.read_csv(table, usecols=lambda c: c in ("code_hash", "git_commit"))
+    made_by = sorted(results["code_hash"].unique()) if "code_hash" in results else ["no code hash"]
+    assert made_by == [results_code_hash()], (
+        f"{table} was made by commit {sorted(results.git_commit.unique())} (code {made_by}); HEAD's result steps "
+        f"hash to {results_code_hash()}: regenerate it (snakemake, then lipbench publish)"
+    )
+
+
+def test_the_published_check_sees_every_reference_and_fails_on_other_code(tmp_path):
+    assert "quick" in [p.parts[-3] for p in PUBLISHED]  # the check sees the committed references
+    stale = tmp_path / "results.csv"
+    pd.DataFrame({"code_hash": ["0123456789abcdef"], "git_commit": ["e882074"]}).to_csv(stale, index=False)
+    with pytest.raises(AssertionError, match="made by commit \\['e882074'\\]"):
+        test_published_results_were_made_by_heads_code(stale)

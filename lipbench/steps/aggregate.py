@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 import lipbench
+from lipbench.plumbing.codehash import code_hash_of
 from lipbench.plumbing.command import Command
 from lipbench.plumbing.io import read_tables, staged_folder, write_formatted, write_table
 
@@ -42,8 +43,18 @@ def in_order(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
+# the steps whose numbers results.csv holds: its code_hash column is the hash of their code
+RESULT_STEPS = tuple(f"lipbench.steps.{s}" for s in ("train", "tune_tv", "lipschitz", "denoise", "pnp", "aggregate"))
+
+
+def results_code_hash() -> str:
+    """The code hash of :data:`RESULT_STEPS` together: a published table whose ``code_hash`` differs
+    was made by other code than this one (tests/test_publish.py fails on it)."""
+    return code_hash_of(*RESULT_STEPS)
+
+
 def provenance(config_name: str, config_hash: str = "", device: str = "cpu") -> dict[str, str]:
-    """Where the numbers come from: code version, software versions, device, configuration hash."""
+    """Where the numbers come from: code version and hash, software versions, device, configuration hash."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True,  # noqa: S607
@@ -55,6 +66,7 @@ def provenance(config_name: str, config_hash: str = "", device: str = "cpu") -> 
         "config": config_name,
         "config_hash": config_hash,
         "git_commit": commit,
+        "code_hash": results_code_hash(),
         "lipbench_version": lipbench.__version__,
         "torch_version": str(torch.__version__),
         "python_version": platform.python_version(),
