@@ -438,7 +438,7 @@ def test_calibrate_builds_only_the_models_and_their_lipschitz_tables_with_exact_
     expected = {"verify_data": 1, "train_base": 1, "finetune": 2, "lipschitz": 3, "calibrate": 1}
     assert _planned(text) == expected
     for label in ("1e-05", "1.0000001e-05"):  # the configured value, every digit, not the folder's text
-        assert f"--out runs/ci/models/lam{label} --lam {label} --init" in text
+        assert f"--out runs/ci/models/lam{label} --resume auto --lam {label} --init" in text
 
 
 # -- the code hash -----------------------------------------------------------------------------------
