@@ -101,3 +101,16 @@ def _a_finished_pid() -> int:
     process = subprocess.Popen(["true"])
     process.wait()
     return process.pid
+
+
+def test_a_read_only_folder_names_the_output_not_its_temporary(tmp_path, monkeypatch):
+    """(As root a chmod does not stop a write: the refusal is simulated where the temporary file is made.)"""
+
+    def refused(*args, dir, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), f"{dir}/.lipschitz.csv.abc123.tmp")
+
+    monkeypatch.setattr("tempfile.mkstemp", refused)
+    with pytest.raises(OutputError) as caught, atomic_write(tmp_path / "lipschitz.csv", "w"):
+        pass
+    assert str(caught.value).startswith(f"cannot write {tmp_path / 'lipschitz.csv'}: Permission denied;")
+    assert ".tmp" not in str(caught.value)
