@@ -36,6 +36,9 @@ def test_tolerances():
     assert report.empty
     missing = compare(base, base.iloc[:2], DEFAULT_TOLERANCES)
     assert list(missing.status) == ["missing"]
+    new = pd.concat([base.iloc[[2]].assign(image="b"), base.iloc[[0]].assign(value=29.0), base.iloc[[2]]])
+    mixed = compare(base, new, DEFAULT_TOLERANCES)  # an extra row, a move, a missing row
+    assert list(mixed.status) == ["beyond tolerance", "missing", "extra"]  # what moved first
     with pytest.raises(LipbenchError, match="is not METRIC=VALUE"):
         parse_tolerances(["psnr"])
 

@@ -109,7 +109,8 @@ def compare(baseline: pd.DataFrame, new: pd.DataFrame, tolerances: dict[str, Tol
     report["status"] = np.select(
         [missing[shown], extra[shown]], ["missing", "extra"], default="beyond tolerance"
     )  # fmt: skip
-    return report.reset_index(drop=True)
+    order = report.status.map({"beyond tolerance": 0, "missing": 1, "extra": 2})  # what moved first
+    return report.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
 
 
 @dataclass(frozen=True)
