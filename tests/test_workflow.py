@@ -694,7 +694,7 @@ def test_a_killed_training_job_resumes_from_its_checkpoint_to_the_same_weights(t
 
 @pytest.mark.workflow
 def test_changed_data_are_verified_again_before_any_job_reads_them(tmp_path, data_dir):
-    """verify_data's inputs are the data files: a flipped byte (a file that still decodes) reruns the
+    """verify_data's params stamp the data files: a flipped byte (a file that still decodes) reruns the
     checksums, which stop the run naming the file."""
     root = tmp_path / "data"
     shutil.copytree(data_dir / "Set3C", root / "Set3C")

@@ -53,15 +53,22 @@ def root_arg(config: dict[str, Any]) -> str:
     return shlex.join(["--root", root]) if root else ""
 
 
-def data_files(config: dict[str, Any]) -> list[str]:
-    """The installed files of the configured data sources (``verify_data``'s inputs: a changed,
-    added or replaced file, or another data root, reruns the checksums); the missing ones are left to
-    ``lipbench verify`` to name."""
+def data_stamp(config: dict[str, Any]) -> str:
+    """A digest of the data root and of the path, size and mtime of every installed file of the
+    configured sources: ``verify_data``'s ``params``, so that a file that changes, appears or
+    disappears, or another data root, reruns the checksums (a param, not 900 inputs: Snakemake
+    handles those slowly, in every job)."""
     from lipbench.data import SOURCES, data_root
 
     root = data_root(config["data"]["root"], must_exist=False)
-    files = (root / rel for name in config["data"]["sources"] for rel in SOURCES[name].files())
-    return [str(path) for path in files if path.is_file()]
+    digest = hashlib.sha256(str(root.resolve()).encode())
+    for rel in sorted({rel for name in config["data"]["sources"] for rel in SOURCES[name].files()}):
+        try:
+            stat = (root / rel).stat()
+        except OSError:
+            continue  # missing: `lipbench verify` names it
+        digest.update(f"{rel} {stat.st_size} {stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def model_options(model: dict[str, Any]) -> dict[str, Any]:

@@ -1,11 +1,9 @@
-from lipbench.workflow.rules import data_files
+from lipbench.workflow.rules import data_stamp
 
 
-# the data files are its inputs: a file that changes (its mtime), appears or moves to another data
-# root makes the checksums run again, before any job that reads the data
+# the data files' stamp (their paths, sizes and mtimes) is a param: a file that changes, appears or
+# moves to another data root makes the checksums run again, before any job that reads the data
 rule verify_data:
-    input:
-        data_files(config),
     output:
         f"{OUT}/data/verified.txt",
     log:
@@ -13,6 +11,7 @@ rule verify_data:
     params:
         sources=config["data"]["sources"],
         root=root_arg(config),
+        data=data_stamp(config),
         code=command_code_hash("verify"),
     conda:
         ENV

@@ -47,9 +47,12 @@ config["train"].update(lambdas=[0.0], base_steps=300, checkpoint_every=10, probe
 yaml.safe_dump(config, open(sys.argv[1], "w"))
 PY
 model=models/lam0/model.pt
-snakemake --configfile "$resume_config" --config "name=$RESUME-local" --cores 1 --quiet -- "runs/$RESUME-local/$model"
+# the uninterrupted reference, locally, beside the SLURM job (one CPU each)
+snakemake --configfile "$resume_config" --config "name=$RESUME-local" --cores 1 --quiet -- "runs/$RESUME-local/$model" \
+	>"runs/$RESUME-local.log" 2>&1 &
+LOCAL=$!
 resume_smk=(snakemake --profile profiles/slurm-ci --configfile "$resume_config" --config "name=$RESUME")
-timeout -k 30 300 "${resume_smk[@]}" --quiet -- "runs/$RESUME/$model" &
+"${resume_smk[@]}" --quiet -- "runs/$RESUME/$model" &
 SMK=$!
 for _ in $(seq 1200); do
 	[[ -f runs/$RESUME/models/lam0/checkpoint.pt ]] && break
@@ -57,11 +60,13 @@ for _ in $(seq 1200); do
 done
 [[ -f runs/$RESUME/models/lam0/checkpoint.pt ]] || die "the training job wrote no checkpoint in 120 s"
 scancel --user "$(id -un)"
-# snakemake would notice the cancelled job only at its next status check (a minute here): interrupt it
-kill -INT "$SMK"
-if wait "$SMK"; then die "the cancelled training job finished anyway: cancel it sooner"; fi
+# and the submitting snakemake dies with it (a lost login session): its lock stays, --unlock drops it
+kill -KILL "$SMK"
+wait "$SMK" || true
 SMK=
-[[ ! -f runs/$RESUME/$model ]] || die "the cancelled job left runs/$RESUME/$model"
+"${resume_smk[@]}" --unlock --quiet >/dev/null
+[[ ! -f runs/$RESUME/$model ]] || die "the cancelled job finished anyway: cancel it sooner"
+wait "$LOCAL" || die "the uninterrupted local run failed: runs/$RESUME-local.log"
 timeout -k 30 300 "${resume_smk[@]}" --quiet -- "runs/$RESUME/$model" || die "the rerun of the cancelled job failed"
 grep "resumed from step" "runs/$RESUME/logs/train/lam0.log" || die "the rerun did not resume (runs/$RESUME/logs)"
 [[ $(sha256sum <"runs/$RESUME/$model") == $(sha256sum <"runs/$RESUME-local/$model") ]] ||
