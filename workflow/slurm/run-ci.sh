@@ -32,8 +32,8 @@ trap '"$CLUSTER" stop' EXIT
 trap 'if [[ -n ${SMK:-} ]]; then kill -INT "$SMK" 2>/dev/null; wait "$SMK" || true; fi; exit 143' INT TERM
 "$CLUSTER" start
 
-# A cancelled training job resumes: the base model of a longer ci training (300 steps, a checkpoint every
-# 10), cancelled with scancel after its first checkpoint, then rerun through SLURM; its log must say
+# A cancelled training job resumes: the base model of a longer ci training (150 steps, a checkpoint every
+# 5), cancelled with scancel after its first checkpoint, then rerun through SLURM; its log must say
 # "resumed from step N" and its model.pt must be the one an uninterrupted local run writes.
 t0=$SECONDS
 RESUME=$NAME-resume
@@ -43,7 +43,7 @@ mkdir -p runs
 python - "$resume_config" <<'PY'
 import sys, yaml
 config = yaml.safe_load(open("config/ci.yaml"))
-config["train"].update(lambdas=[0.0], base_steps=300, checkpoint_every=10, probe_size=0)
+config["train"].update(lambdas=[0.0], base_steps=150, checkpoint_every=5, probe_size=0)
 yaml.safe_dump(config, open(sys.argv[1], "w"))
 PY
 model=models/lam0/model.pt
