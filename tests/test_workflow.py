@@ -32,6 +32,7 @@ from lipbench.steps.figures import FIGURES
 from lipbench.workflow.codehash import command_code_hash
 from lipbench.workflow.config import SCHEMA, SECTIONS, options_markdown, schema, validated
 from lipbench.workflow.rules import (
+    config_hash,
     denoise_args,
     effective,
     extra_args,
@@ -329,6 +330,18 @@ def test_configuration_doc_documents_every_workflow_key():
 # -- λ labels ----------------------------------------------------------------------------------------
 
 LAMBDAS = [1e-5, 1.0000001e-5, 0.1 + 0.2, 0, 0.0, 1, 1.0, 1e-3, 1e-7, 2.5e-4, 123456789.0, 1e16, 5e-324, -0.0]
+
+
+def test_the_config_hash_follows_the_experiment_not_its_folder_or_reference():
+    """ci and ci-slurm (another name), or other reference tolerances, are the same experiment; a changed
+    training option or device is another (hashes against a SHA-256 of the JSON computed here)."""
+    base = validated(_ci())
+    hashed = {k: v for k, v in base.items() if k not in ("name", "reference")}
+    assert config_hash(base) == hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:12]
+    renamed = {**base, "name": "ci-slurm", "reference": {**base["reference"], "strict": False}}
+    assert config_hash(renamed) == config_hash(base)
+    for other in ({**base, "device": "cuda"}, {**base, "train": {**base["train"], "lr": 2e-3}}):
+        assert config_hash(other) != config_hash(base)
 
 
 def test_lam_labels_are_exact_and_unique():

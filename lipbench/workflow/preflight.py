@@ -13,9 +13,9 @@ from lipbench.plumbing.errors import DataError, LipbenchError
 from lipbench.workflow.rules import effective, lambda_values
 
 
-def _sizes(config: dict[str, Any]) -> list[tuple[str, int | None, str]]:
-    """``(config key, crop or patch side, dataset)`` of every job that crops its images."""
-    run = effective(config)
+def _sizes(run: dict[str, Any]) -> list[tuple[str, int | None, str]]:
+    """``(config key, crop or patch side, dataset)`` of every job that crops its images (``run``: the
+    effective configuration)."""
     pnp = run["pnp"]
     sizes = [
         ("train.patch_size", run["train"]["patch_size"], run["train"]["dataset"]),
@@ -25,14 +25,14 @@ def _sizes(config: dict[str, Any]) -> list[tuple[str, int | None, str]]:
     ]
     if pnp.get("long_runs"):
         sizes.append(("pnp.long_runs.crop", pnp["long_runs"]["crop"], pnp["long_runs"]["dataset"]))
-    if config.get("tv"):  # TV is tuned with pnp's protocol, its crop included, on its own images
+    if run.get("tv"):  # TV is tuned with pnp's protocol, its crop included, on its own images
         sizes.append(("pnp.crop", pnp["crop"], run["tv"]["dataset"]))
     return sizes
 
 
-def check_sizes(config: dict[str, Any]) -> None:
-    """Every crop and patch fits the smallest image of its dataset."""
-    for key, side, dataset in _sizes(config):
+def check_sizes(run: dict[str, Any]) -> None:
+    """Every crop and patch of the effective configuration ``run`` fits the smallest image of its dataset."""
+    for key, side, dataset in _sizes(run):
         smallest = DATASETS[dataset].min_side
         if side is not None and side > smallest:
             raise LipbenchError(
@@ -41,13 +41,12 @@ def check_sizes(config: dict[str, Any]) -> None:
             )
 
 
-def check_tv_images(config: dict[str, Any]) -> None:
+def check_tv_images(run: dict[str, Any]) -> None:
     """TV's weight is chosen on images that are not test images (the tune-tv job refuses them)."""
-    if not config.get("tv"):
+    if not run.get("tv"):
         return
-    run = effective(config)
     tuning, test, count = run["tv"]["dataset"], run["pnp"]["dataset"], run["tv"]["images"]
-    root = config["data"].get("root")
+    root = run["data"].get("root")
     try:
         shared = set(image_ids(tuning, root)[:count]) & set(image_ids(test, root))
     except DataError:  # no data yet: the names at least
@@ -59,14 +58,14 @@ def check_tv_images(config: dict[str, Any]) -> None:
         )
 
 
-def check_models_build(config: dict[str, Any]) -> None:
+def check_models_build(run: dict[str, Any]) -> None:
     """Every model the workflow trains builds: the λ grid's (``model``) and each ``denoisers``
     entry's, called once on the CPU (a user's factory raising, or returning something else than a
     torch module, is one error naming its key)."""
     from lipbench.models import build
 
-    entries = {"model": effective(config)["model"]}
-    entries |= {f"denoisers.{name}.model": entry["model"] for name, entry in config.get("denoisers", {}).items()}
+    entries = {"model": run["model"]}
+    entries |= {f"denoisers.{name}.model": entry["model"] for name, entry in run.get("denoisers", {}).items()}
     for key, model in entries.items():
         kwargs = {k: v for k, v in model.items() if k != "name"}
         try:
@@ -79,6 +78,7 @@ def check_models_build(config: dict[str, Any]) -> None:
 def preflight(config: dict[str, Any]) -> None:
     """Everything above, on a validated ``config``; the first problem raises :class:`LipbenchError`."""
     lambda_values(config)  # a long run's λ outside the grid, two λ sharing a folder
-    check_sizes(config)
-    check_tv_images(config)
-    check_models_build(config)
+    run = effective(config)
+    check_sizes(run)
+    check_tv_images(run)
+    check_models_build(run)
