@@ -1,5 +1,6 @@
-"""Jacobian spectral norms and the firm-nonexpansiveness penalty."""
+"""Jacobian spectral norms, the firm-nonexpansiveness penalty and certified upper bounds."""
 
+from lipbench.lipschitz.bounds import UpperBound, conv_norm_bound, conv_norm_circular, upper_bound
 from lipbench.lipschitz.linearize import (
     Autograd,
     PiecewiseLinear,
@@ -22,10 +23,14 @@ __all__ = [
     "Reflected",
     "SpectralNorm",
     "SuppliesLinearization",
+    "UpperBound",
+    "conv_norm_bound",
+    "conv_norm_circular",
     "fne_penalty",
     "interpolate",
     "linearize",
     "piecewise_linear",
     "spectral_norm",
     "supports_fast_path",
+    "upper_bound",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -11,6 +12,7 @@ from lipbench.models.clamping import EvalClamped
 from lipbench.models.registry import register
 
 if TYPE_CHECKING:
+    from lipbench.lipschitz.bounds import UpperBound
     from lipbench.lipschitz.linearize import Builder
 
 ACTIVATIONS = ("leaky_relu", "relu")
@@ -64,3 +66,36 @@ class DnCNN(EvalClamped):
         from lipbench.lipschitz.linearize import piecewise_linear  # on use: importing a model loads no solver
 
         return piecewise_linear(self.body, residual=self.residual, clamps=self.clamps)
+
+    def fne_upper_bound(self, shape: tuple[int, int]) -> UpperBound:
+        """sup_x ‖∂Q(x)‖² ≤ (1 + 2·L^a·∏ᵢ‖Wᵢ‖)² on H×W = ``shape`` images (``Q = 2J − Id``).
+
+        ``‖Wᵢ‖``: :func:`~lipbench.lipschitz.bounds.conv_norm_bound` of each convolution, an eval-mode
+        batch-norm's scale ``γ/sqrt(var + eps)`` folded into the preceding one's output channels;
+        ``L = max(1, |slope|)`` per activation (``a`` of them). So ‖∂R‖ ≤ L^a·∏‖Wᵢ‖, and ``Q = Id + 2R``
+        (residual) or ``2R − Id`` has ‖∂Q‖ ≤ 1 + 2‖∂R‖. The eval-mode clamps keep this: the Jacobian of
+        ``clamp∘J∘clamp`` is ``D_o(I + ∂R)D_i`` (``D`` diagonal 0/1), and ``‖2D_oD_i − I‖ = 1``,
+        ``‖2D_o∂R D_i‖ ≤ 2‖∂R‖`` (non-residual: ``2D_o∂R D_i − I``). ValueError with batch-norm in training mode.
+        """
+        from lipbench.lipschitz.bounds import UpperBound, conv_norm_bound  # on use, as fast_linearization
+
+        convs: list[list] = []  # [conv, output scale or None]
+        lip_act, activations = 1.0, 0
+        for layer in self.body:
+            if isinstance(layer, nn.Conv2d):
+                convs.append([layer, None])
+            elif isinstance(layer, nn.BatchNorm2d):
+                if layer.training or layer.running_var is None:
+                    raise ValueError("fne_upper_bound needs batch-norm in eval mode, with running statistics")
+                scale = torch.rsqrt(layer.running_var + layer.eps)
+                convs[-1][1] = scale if layer.weight is None else scale * layer.weight
+            elif isinstance(layer, nn.LeakyReLU | nn.ReLU):
+                activations += 1
+                lip_act = max(lip_act, abs(layer.negative_slope) if isinstance(layer, nn.LeakyReLU) else 1.0)
+            else:
+                raise ValueError(f"fne_upper_bound: no bound for the layer {layer}")
+        product = lip_act**activations * math.prod(conv_norm_bound(c, shape, out_scale=s) for c, s in convs)
+        factor = f"{lip_act:g}^{activations}·" if lip_act != 1 else ""
+        folded = ", batch-norm folded" if any(s is not None for _, s in convs) else ""
+        how = f"1 + 2·{factor}∏‖Wᵢ‖ over {len(convs)} convolutions at {shape[0]}×{shape[1]} (FFT, zero padding{folded})"
+        return UpperBound((1 + 2 * product) ** 2, how)

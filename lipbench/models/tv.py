@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import math
 from numbers import Real
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from lipbench.models.clamping import EvalClamped
 from lipbench.models.registry import register
+
+if TYPE_CHECKING:
+    from lipbench.lipschitz.bounds import UpperBound
 
 __all__ = ["TVDenoiser", "divergence", "gradient", "tv", "tv_prox"]
 
@@ -139,6 +143,15 @@ class TVDenoiser(EvalClamped):
         if x.ndim != 4 or x.shape[1] != self.channels:
             raise ValueError(f"x must be B×{self.channels}×H×W, got shape {tuple(x.shape)}")
         return tv_prox(x, self.weight, self.iters)
+
+    def fne_upper_bound(self, shape: tuple[int, int]) -> UpperBound:
+        """sup_x ‖∂Q(x)‖² ≤ 1 for the exact prox (firmly nonexpansive), at every size; this one stops
+        after ``iters`` FGP iterations, so the bound is not certified for it (nor with ``clamp``, as
+        for :meth:`~lipbench.models.certified.CertifiedDenoiser.fne_upper_bound`)."""
+        from lipbench.lipschitz.bounds import UpperBound  # on use: importing a model loads no solver
+
+        how = f"1 for the exact prox; this one stops after {self.iters} FGP iterations (not certified)"
+        return UpperBound(1.0, how)
 
     def extra_repr(self) -> str:
         return f"weight={self.weight}, iters={self.iters}, clamp={self.clamp}, channels={self.channels}"
