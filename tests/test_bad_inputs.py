@@ -184,12 +184,12 @@ def _aggregate_inputs(folder: Path) -> list[str]:
 
 
 def test_a_full_disk_leaves_no_table_and_names_the_output(tmp_path, capsys, monkeypatch):
-    """aggregate writes 10 files here: the disk full after 4 of them, none is left, and the error names the 5th."""
+    """aggregate writes 13 files here: the disk full after 4 of them, none is left, and the error names the 5th."""
     argv = _aggregate_inputs(tmp_path)
     out = tmp_path / "run" / "tables"
     assert main([*argv, "--out", str(out)]) == 0
     written = sorted(p.name for p in out.iterdir())
-    assert len(written) == 10 and "results.csv" in written
+    assert len(written) == 13 and "results.csv" in written
     shutil.rmtree(out)
     calls = []
 

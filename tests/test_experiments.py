@@ -118,8 +118,9 @@ def test_lipschitz_on_bsd10_crops_obeys_the_averaging_bound(tmp_path, random_che
     args = ["lipschitz", "--checkpoint", random_checkpoint, "--crop", "24", "--points", "noisy", "--tol", "1e-3"]
     assert main([*args, "--max-iter", "500", "--out", str(out)]) == 0
     table = pd.read_csv(out, dtype={"image": str})
-    assert len(table) == 10 * 9  # 10 images × (J at the 8 T_g x + J_G)
+    assert len(table) == 10 * 10  # 10 images × (J at the 8 T_g x + J_G + J with PnP's clamps at x)
     assert set(table.element) == {"r0", "r1", "r2", "r3", "r0f", "r1f", "r2f", "r3f", "mean"}
+    assert set(table[table.operator == "J_clamped"].element) == {"r0"}
     jg = table[table.operator == "J_G"].set_index("image")
     per_g = table[table.operator == "J"].groupby("image").lip_J.mean()
     pd.testing.assert_series_equal(jg.bound_J_G, per_g, check_names=False)

@@ -6,7 +6,8 @@ run has no host synchronisation per iteration (unless Lipschitz estimates are re
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import pandas as pd
@@ -19,17 +20,21 @@ from lipbench.restoration.physics import Blur
 
 Denoiser = Callable[[torch.Tensor], torch.Tensor]
 GAMMA_UNITS = ("absolute", "lipschitz")
+CLAMPS = ("both", "output", "none")  # clip J's input and output, the iterate only, or nothing
 
 
 @dataclass(frozen=True)
 class PnPResult:
     """Final iterates ``x`` (``B×C×H×W``) and the records, one row per sample × recorded iteration:
     ``sample``, ``iteration``, ``c`` = ‖x_k − x_{k−1}‖ / ‖x_0‖, ``psnr`` (if ``x_true``), ``lip_J``
-    (‖∂J‖ at the denoiser's input, where requested); ``gamma``: the step size of each sample (float64)."""
+    (‖∂J‖ at the denoiser's input, where requested); ``gamma``: the step size of each sample (float64);
+    ``inputs``: for each ``k`` of ``keep_inputs``, the gradient step from ``x_k`` (``x_0`` the start),
+    ``z_k = x_k − γ Aᵀ(A x_k − y)``, which is where PnP applies ``J`` next."""
 
     x: torch.Tensor
     records: pd.DataFrame
     gamma: torch.Tensor
+    inputs: dict[int, torch.Tensor] = dataclasses.field(default_factory=dict)
 
 
 def step_sizes(A: Blur, shape: tuple[int, int], gamma: float, unit: str = "absolute") -> torch.Tensor:
@@ -89,6 +94,7 @@ def pnp_pgd(
     lipschitz_of: Denoiser | None = None,
     generator: torch.Generator | None = None,
     allow_large_step: bool = False,
+    keep_inputs: Collection[int] = (),
 ) -> PnPResult:
     """Run ``iters`` PnP-PGD iterations on the batch ``y`` (sample ``b`` with ``A``'s kernel ``b``).
 
@@ -100,6 +106,7 @@ def pnp_pgd(
     ``lipschitz_tol``, start vectors from ``generator``) of ``lipschitz_of`` (default: ``denoiser``;
     a random-mode equivariant denoiser has no fixed Jacobian, so pass the denoiser it wraps). An
     equivariant ``denoiser`` in random mode draws a new ``g`` at every call, that is, at every iteration.
+    ``keep_inputs``: iterations ``k`` (0 to ``iters``) whose gradient step ``z_k`` the result keeps.
 
     Refused with a :class:`StepSizeError`: ``γ ‖AᵀA‖ >= 2`` for some kernel (beyond PnP-PGD's
     convergence range; ``allow_large_step`` runs it anyway). A non-finite ``y`` raises
@@ -107,6 +114,8 @@ def pnp_pgd(
     """
     if iters < 1 or record_every < 1:
         raise ValueError(f"iters and record_every must be >= 1, got {iters}, {record_every}")
+    if any(not 0 <= k <= iters for k in keep_inputs):
+        raise ValueError(f"keep_inputs must lie between 0 and iters = {iters}, got {sorted(keep_inputs)}")
     if not torch.isfinite(y).all():  # the loop's one read from the device
         bad = torch.isfinite(y.flatten(1)).all(1).logical_not().nonzero().flatten().tolist()
         raise LipbenchError(
@@ -133,11 +142,14 @@ def pnp_pgd(
     c = torch.empty(len(recorded), batch, dtype=torch.float64, device=y.device)
     quality = torch.empty_like(c) if x_true is not None else None
     lips: dict[int, torch.Tensor] = {}
+    inputs: dict[int, torch.Tensor] = {}
     x0_norm = _norms(x).double()
     row = 0
     with torch.no_grad():
         for k in range(1, iters + 1):
             z = data_step(x)
+            if k - 1 in keep_inputs:
+                inputs[k - 1] = z.clone()
             if clamp_input:
                 z = z.clamp(0, 1)
             if k in lip_at:
@@ -153,6 +165,8 @@ def pnp_pgd(
                     quality[row] = psnr(new, x_true, crop=crop)
                 row += 1
             x = new
+        if iters in keep_inputs:
+            inputs[iters] = data_step(x)
     records = pd.DataFrame(
         {
             "sample": [b for _ in recorded for b in range(batch)],
@@ -167,4 +181,4 @@ def pnp_pgd(
         records["lip_J"] = [
             table.get((k, b), float("nan")) for k, b in zip(records.iteration, records["sample"], strict=True)
         ]
-    return PnPResult(x=x, records=records, gamma=steps.clone())
+    return PnPResult(x=x, records=records, gamma=steps.clone(), inputs=inputs)

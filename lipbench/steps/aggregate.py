@@ -5,6 +5,9 @@ lipschitz``, each carrying the denoiser's name and λ (NaN for a denoiser not tr
 penalty, such as TV). Rows keep the order of the inputs. Outputs (per table: CSV, Markdown, LaTeX):
 
 * ``lipschitz``: denoiser × λ × point × operator → mean and max of ‖∂J‖ and ‖∂Q‖² over the images;
+* ``bounds``: denoiser × λ → the interval of its global max ‖∂Q‖²: the worst value found at any point
+  (a lower bound; of J, and of J with PnP's clamps) and the certified upper bound, beside the max at
+  the test crops (paper 1's protocol);
 * ``psnr``: denoiser × λ × kernel × method → PSNR of the last and of the best iterate (mean ± std
   over the images), plus the blurred input;
 * ``convergence``: denoiser × λ × method → final c_k, iterations where c_k increased, first k with
@@ -35,12 +38,24 @@ COORDS = ("denoiser", "lam")  # what identifies a denoiser in every input table
 ROWS = {"sort": False, "dropna": False}  # a NaN λ (TV) is a row, not dropped
 
 
+def point_rank(point: str) -> float:
+    """The order of the Lipschitz points: the papers' test points, ``y``, ``Aty``, PnP's iterates by
+    ``k``, the search (then anything else)."""
+    fixed = {"noisy": -5, "tilde": -4, "pnp": -3, "y": -2, "Aty": -1, "search": 1e9}
+    if point in fixed:
+        return fixed[point]
+    return float(point.removeprefix("pnp k=")) if point.startswith("pnp k=") else 2e9
+
+
 def in_order(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Denoisers in the order of the inputs, then the other ``keys`` sorted (NaN last)."""
+    """Denoisers in the order of the inputs, points by :func:`point_rank`, then the other ``keys``
+    sorted (NaN last)."""
     rank = {name: n for n, name in enumerate(dict.fromkeys(table["denoiser"]))}
-    return table.sort_values(
-        keys, key=lambda col: col.map(rank) if col.name == "denoiser" else col, kind="stable", na_position="last"
-    ).reset_index(drop=True)
+
+    def key(col: pd.Series) -> pd.Series:
+        return col.map(rank) if col.name == "denoiser" else col.map(point_rank) if col.name == "point" else col
+
+    return table.sort_values(keys, key=key, kind="stable", na_position="last").reset_index(drop=True)
 
 
 # the steps whose numbers results.csv holds: its code_hash column is the hash of their code
@@ -97,6 +112,35 @@ def lipschitz_table(lip: pd.DataFrame) -> pd.DataFrame:
         lip_J_mean=("lip_J", "mean"), lip_J_max=("lip_J", "max"),
         lip2_Q_mean=("lip2_Q", "mean"), lip2_Q_max=("lip2_Q", "max"),
     )  # fmt: skip
+    return in_order(table.reset_index(), keys)
+
+
+LIP_OPTIONAL = {"kernel": float("nan"), "start": float("nan"), "upper_lip2_Q": float("nan"), "upper_how": ""}
+
+
+def bounds_table(lip: pd.DataFrame) -> pd.DataFrame:
+    """Per denoiser: max ‖∂Q‖² of J at the test crops (``noisy`` at the images themselves), the worst
+    found at any point and element (and where), the worst of ``J_clamped``, and the upper bound."""
+
+    def one(rows: pd.DataFrame) -> pd.Series:
+        j = rows[rows.operator == "J"]
+        crops = j[(j.point == "noisy") & (j.element == "r0")].lip2_Q
+        worst = j.loc[j.lip2_Q.idxmax()] if not j.empty else None
+        clamped = rows[rows.operator == "J_clamped"].lip2_Q
+        upper = rows.upper_lip2_Q.dropna()
+        return pd.Series(
+            {
+                "crops_max": crops.max() if len(crops) else float("nan"),
+                "worst_found": worst.lip2_Q if worst is not None else float("nan"),
+                "worst_point": worst.point if worst is not None else "",
+                "worst_clamped": clamped.max() if len(clamped) else float("nan"),
+                "upper": upper.iloc[0] if len(upper) else float("nan"),
+                "upper_how": next((h for h in rows.upper_how if isinstance(h, str) and h), "no bound known"),
+            }
+        )
+
+    keys = ["denoiser", "lam"]
+    table = lip.groupby(keys, **ROWS)[lip.columns.difference(keys).tolist()].apply(one)
     return in_order(table.reset_index(), keys)
 
 
@@ -158,7 +202,7 @@ def long_format(
     for metrics, table in ((["psnr", "psnr_best", "ssim", "psnr_input"], final), (["c_final", "increases"], stats)):
         part = table.melt(id_vars=pnp_keys, value_vars=metrics, var_name="metric")
         parts.append(part.assign(step="pnp"))
-    lip_keys = ["denoiser", "lam", "image", "point", "operator", "element"]
+    lip_keys = ["denoiser", "lam", "image", "kernel", "point", "start", "operator", "element"]
     parts.append(lip.melt(id_vars=lip_keys, value_vars=["lip_J", "lip2_Q"], var_name="metric").assign(step="lipschitz"))
     if not den.empty:
         denoise = den.melt(id_vars=["denoiser", "lam", "image"], value_vars=["psnr"], var_name="metric")
@@ -184,6 +228,7 @@ def aggregate(
     final = read_tables(finals, [*COORDS, "method", "image", "kernel", "psnr", "psnr_best", "ssim", "psnr_input"])
     recs = read_tables(records, [*COORDS, "method", "image", "kernel", "iteration", "c"])
     lip = read_tables(lipschitz, [*COORDS, "image", "point", "operator", "element", "lip_J", "lip2_Q"])
+    lip = lip.assign(**{k: v for k, v in LIP_OPTIONAL.items() if k not in lip})  # tables of earlier versions
     den = read_tables(denoise, [*COORDS, "image", "dataset", "sigma", "psnr", "psnr_noisy"])
     tune = read_tables(
         tuning, ["stage", "prox_weight", "psnr", "psnr_std", "chosen", "tuning_dataset", "tuning_images"]
@@ -191,6 +236,7 @@ def aggregate(
     stats = convergence_stats(recs)
     tables = {
         "lipschitz": lipschitz_table(lip),
+        "bounds": bounds_table(lip),
         "psnr": psnr_table(final),
         "convergence": convergence_table(stats),
     }
@@ -200,6 +246,8 @@ def aggregate(
         tables["tv_tuning"] = tuning_table(tune)
     captions = {
         "lipschitz": "Spectral norms of the Jacobians of J and Q = 2J - Id (mean and max over BSD10).",
+        "bounds": "Global max of ||dQ||^2: at the test crops, the worst found anywhere (a lower bound; of J and of "
+        "J with PnP's clamps) and the certified upper bound.",
         "psnr": "PSNR (dB) of the last and best PnP iterates, mean and std over BSD10.",
         "convergence": "Convergence of PnP: final c_k, iterations where c_k increased, first k with c_k < 1e-4.",
         "denoising": "Denoising PSNR (dB) at the training noise level, mean and std over the test set.",

@@ -20,7 +20,7 @@ from lipbench.plumbing.command import Command
 from lipbench.plumbing.errors import LipbenchError
 from lipbench.plumbing.io import read_table
 
-KEYS = ["step", "denoiser", "lam", "method", "image", "kernel", "point", "operator", "element", "metric"]
+KEYS = ["step", "denoiser", "lam", "method", "image", "kernel", "point", "start", "operator", "element", "metric"]
 
 
 @dataclass(frozen=True)

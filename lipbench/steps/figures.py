@@ -32,6 +32,7 @@ from lipbench.plumbing.errors import LipbenchError
 from lipbench.plumbing.io import atomic_path, read_table, read_tables, staged_folder
 from lipbench.restoration.metrics import psnr
 from lipbench.restoration.physics import Blur, observe
+from lipbench.steps.aggregate import point_rank
 
 COLUMN_WIDTH = 3.4  # inches: one column of a two-column paper
 FIGURES = ("convergence", "psnr_iterations", "lipschitz", "tradeoff", "panel")
@@ -105,13 +106,17 @@ def lipschitz(lip: pd.DataFrame, out: Path) -> None:
     worst = lip.groupby(["denoiser", "lam", "point", "operator"], dropna=False).lip2_Q.max().reset_index()
     others, worst = worst[worst.denoiser != grid], worst[worst.denoiser == grid]
     fig, ax = _figure(COLUMN_WIDTH, 2.4)
-    sns.lineplot(data=worst, x="lam", y="lip2_Q", hue="operator", style="point", markers=True, ax=ax)
+    points = sorted(worst.point.unique(), key=point_rank)
+    palette = sns.color_palette("viridis" if len(points) > 6 else "deep", len(points))
+    sns.lineplot(
+        data=worst, x="lam", y="lip2_Q", hue="point", hue_order=points, palette=palette, style="operator",
+        markers=True, ax=ax,
+    )  # fmt: skip
     ax.axhline(1.0, color="0.3", lw=0.8, ls="--")
     reference = others[others.operator == "J"].groupby("denoiser", sort=False).lip2_Q.max()
     for (name, value), colour in zip(reference.items(), sns.color_palette("dark", len(reference)), strict=True):
-        ax.axhline(value, color=colour, lw=0.8, ls=":", label=f"{name} (J)")
-    if len(reference):
-        ax.legend(fontsize="x-small")
+        ax.axhline(value, color=colour, lw=0.8, ls=":", label=f"{name}: worst found (J)")
+    ax.legend(fontsize="xx-small", bbox_to_anchor=(1.02, 1), loc="upper left")
     lams = sorted(worst["lam"].unique())
     positive = [v for v in lams if v > 0]
     ax.set_xscale("symlog", linthresh=min(positive) if positive else 1.0)

@@ -17,6 +17,10 @@ Labels:
 * ``target met``: max ‖∂Q‖² at most ``target`` (default 1: firm nonexpansiveness);
 * ``partial`` otherwise.
 
+The verdict reads the papers' test points only (``noisy``, ``tilde``, ``pnp``). Every row also
+carries ``worst_found``: the largest ‖∂Q‖² of J at any point of any kind for that λ (the points
+where PnP goes and the adversarial search included), a lower bound on the global constant.
+
 The grid is calibrated when its smallest λ > 0 has no effect and its largest reaches the target
 at every point. :func:`assess` says which end is missing and what to change; when max ‖∂Q‖²
 stops falling between the two largest λ while still above the target, a larger λ does not help
@@ -37,6 +41,7 @@ from lipbench.plumbing.command import Command
 from lipbench.plumbing.errors import LipbenchError
 from lipbench.plumbing.io import read_tables, staged_folder, write_formatted
 from lipbench.plumbing.options import check, from_args, option
+from lipbench.steps.lipschitz import PAPER_POINTS
 
 NO_EFFECT_RTOL = 0.05
 TARGET = 1.0
@@ -80,8 +85,11 @@ class GridVerdict:
 
 
 def grid_table(lip: pd.DataFrame, no_effect_rtol: float = NO_EFFECT_RTOL, target: float = TARGET) -> pd.DataFrame:
-    """λ × point × scope → max ‖∂Q‖² of J over the images, reduction vs λ = 0 and its label."""
+    """λ × point × scope → max ‖∂Q‖² of J over the images, reduction vs λ = 0, its label, and the
+    worst found at any point for that λ."""
     lip = lip[lip.operator == "J"]
+    worst_found = lip.groupby("lam").lip2_Q.max()
+    lip = lip[lip.point.isin(PAPER_POINTS)]
     if not (lip.lam == 0).any() or not (lip.lam > 0).any():
         raise LipbenchError("the λ grid needs λ = 0 and at least one λ > 0: give the Lipschitz table of each")
     crops = lip[lip.element == "r0"]
@@ -94,7 +102,8 @@ def grid_table(lip: pd.DataFrame, no_effect_rtol: float = NO_EFFECT_RTOL, target
     table["effect"] = "partial"
     table.loc[table.reduction < no_effect_rtol, "effect"] = "no effect"
     table.loc[table.lip2_Q_max <= target, "effect"] = "target met"
-    columns = ["scope", "lam", "point", "lip2_Q_max", "reduction", "effect"]
+    table["worst_found"] = table.lam.map(worst_found)
+    columns = ["scope", "lam", "point", "lip2_Q_max", "reduction", "effect", "worst_found"]
     return table[columns].sort_values(["scope", "point", "lam"], ignore_index=True)
 
 
@@ -165,7 +174,8 @@ def write_grid(table: pd.DataFrame, verdict: GridVerdict, out: Path, target: flo
     """``grid.csv``, ``grid.md`` (table and verdict) and ``grid.tex`` (verdict in the caption) under ``out``."""
     caption = (
         "Calibration of the λ grid: max ‖∂Q‖² of J over the test images (scope crops) and over every"
-        " rotation/flip of them (scope D4), its reduction from λ = 0."
+        " rotation/flip of them (scope D4), its reduction from λ = 0; worst_found: the largest at any point"
+        " evaluated (where PnP goes, the adversarial search), a lower bound on the global max."
     )
     text = summary(table, verdict, target)
     write_formatted(table, out / "grid", f"{caption} {text}", note=text)

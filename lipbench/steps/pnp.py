@@ -32,9 +32,8 @@ from lipbench.plumbing.seeding import derive_seed
 from lipbench.restoration.groups import build_group, equivariant
 from lipbench.restoration.metrics import BORDER, SSIM_MIN_SIDE, psnr, ssim
 from lipbench.restoration.physics import Blur, check_fits, observe
-from lipbench.restoration.pnp import GAMMA_UNITS, pnp_pgd
+from lipbench.restoration.pnp import CLAMPS, GAMMA_UNITS, pnp_pgd
 
-CLAMPS = ("both", "output", "none")
 SAVE_IMAGES = 2  # PNGs of the first images (`pnp` and `degrade`)
 # the workflow's PnP methods (config pnp.methods, folder names) and the --equivariance each runs
 METHODS = {"standard": "none", "random": "random", "mean": "mean"}

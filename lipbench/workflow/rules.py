@@ -139,8 +139,19 @@ def tv_args(config: dict[str, Any]) -> str:
     return _with_protocol(values, "tune-tv")
 
 
+# the table runs' deblurring problems and protocol, which ``lipbench lipschitz`` follows to PnP's points
+TRAJECTORY_KEYS = ("kernels", "kernel_sigma", "gamma", "gamma_unit", "x0", "clamp", "iters")
+
+
 def lipschitz_args(config: dict[str, Any]) -> str:
-    return args("lipschitz", section(config, "lipschitz"))
+    """``lipbench lipschitz``: the ``lipschitz`` section's options; the points where PnP goes (y, Aᵀy,
+    iterates) with the table runs' kernels, noise and protocol (``pnp``'s), unless the section sets them."""
+    pnp = pnp_options(config)
+    values = {k: pnp[k] for k in TRAJECTORY_KEYS if k in pnp}
+    if "sigma" in pnp:
+        values["blur_sigma"] = pnp["sigma"]
+    values |= {"protocol": pnp.get("protocol"), **section(config, "lipschitz")}
+    return _with_protocol(values, "lipschitz")
 
 
 def denoise_args(config: dict[str, Any]) -> str:
