@@ -180,6 +180,9 @@ def test_the_workflow_follows_the_table_runs_protocol_to_pnp_points():
     assert "--blur-sigma" in got and got[got.index("--blur-sigma") + 1] == "0.02"
     assert got[got.index("--iters") + 1] == "30" and got.count("--iters") == 1  # the section's own wins
     assert got[got.index("--kernels") + 1 : got.index("--kernels") + 3] == ["levin1", "gaussian_1_6"]
+    assert got[got.index("--kernel-sigma") + 1] == "gaussian_1_6=0.008"
+    config["lipschitz"]["kernels"] = ["levin1"]  # the noise of a kernel it does not evaluate is left out
+    assert "--kernel-sigma" not in lipschitz_args(config).split()
 
 
 def test_smooth_surrogate_replaces_every_relu_and_leaves_the_model_alone():

@@ -151,6 +151,8 @@ def lipschitz_args(config: dict[str, Any]) -> str:
     if "sigma" in pnp:
         values["blur_sigma"] = pnp["sigma"]
     values |= {"protocol": pnp.get("protocol"), **section(config, "lipschitz")}
+    if "kernel_sigma" in values:  # only the kernels it evaluates
+        values["kernel_sigma"] = {k: v for k, v in values["kernel_sigma"].items() if k in values.get("kernels", ())}
     return _with_protocol(values, "lipschitz")
 
 
