@@ -114,8 +114,10 @@ def fne_penalty(
     refine: int = 0,
     refine_iters: int = 100,
     refine_tol: float = 1e-3,
+    points: torch.Tensor | None = None,
 ) -> Penalty:
-    """``max{‖∂Q(x̃)‖², 1 − ε}`` reduced over the batch by ``max`` (the paper) or ``mean``.
+    """``max{‖∂Q(x̃)‖², 1 − ε}`` reduced over the batch by ``max`` (the paper) or ``mean``; at
+    ``points`` instead of x̃ when given (``x_clean`` and ``y_noisy`` are then unused).
 
     The top singular vector of ∂Q(x̃) comes from :func:`top_singular` (``n_iter`` screening steps
     of ``solver`` on the batch, then Lanczos to ``refine_tol`` on the ``refine`` worst samples),
@@ -130,7 +132,7 @@ def fne_penalty(
     if reduction not in ("max", "mean"):
         raise ValueError(f"reduction must be 'max' or 'mean', got {reduction!r}")
     check_no_training_batchnorm(model)
-    x_tilde = interpolate(model, x_clean, y_noisy, generator, denoised)
+    x_tilde = interpolate(model, x_clean, y_noisy, generator, denoised) if points is None else points.detach()
     with torch.no_grad():
         lin = linearize(Reflected(model), x_tilde, method)  # one linearization serves both steps
     estimate, refine_steps = top_singular(

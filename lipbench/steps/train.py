@@ -1,6 +1,7 @@
 """``lipbench train``: a denoiser trained with the firm-nonexpansiveness penalty, one model per call, resumable.
 
-Loss: ``ℓ(J(x + σ n), x) + λ · max{‖∂Q(x̃)‖², 1 − ε}`` (ℓ = mean ℓ1 or mean squared error).
+Loss: ``ℓ(J(x + σ n), x) + λ · max{‖∂Q(x̃)‖², 1 − ε}`` (ℓ = mean ℓ1 or mean squared error), the
+penalty at x̃ (the papers') or at a mix of x̃ and PnP-like points (``--penalty-points``).
 At every checkpoint the log also records the converged ‖∂Q(x̃)‖² on a fixed probe set of training
 patches (``probe_sigma2_max``/``_mean``), so a run shows whether the constraint holds as it trains.
 Every random draw (patches, noise, τ, power-iteration start vectors) comes from one CPU
@@ -25,7 +26,7 @@ from tqdm import tqdm
 
 import lipbench
 from lipbench.data import DATASETS, PatchSampler, load_images
-from lipbench.lipschitz import Reflected, fne_penalty, spectral_norm
+from lipbench.lipschitz import Reflected, fne_penalty, interpolate, spectral_norm
 from lipbench.lipschitz.penalty import SOLVERS
 from lipbench.models import build, read_checkpoint, save_checkpoint
 from lipbench.models.checkpoint import nonfinite_entries
@@ -37,6 +38,8 @@ from lipbench.plumbing.io import atomic_write, remove_outputs
 from lipbench.plumbing.options import check, from_args, option
 from lipbench.plumbing.precision import AMP, autocast, layout, tf32, to_channels_last
 from lipbench.plumbing.seeding import derive_seed, generator
+from lipbench.restoration.penalty_points import KINDS as POINT_KINDS
+from lipbench.restoration.penalty_points import penalty_points
 
 PROBE_TOL = 1e-4
 PROBE_MAX_ITER = 300
@@ -75,6 +78,10 @@ class TrainConfig:
     sigma: float = option(0.009, above=0, help="training noise std (images in [0, 1])")
     loss: str = option("l2", choices=("l1", "l2"), help="data term: mean absolute or mean squared error")
     lam: float = option(0.0, minimum=0, help="weight λ of the firm-nonexpansiveness penalty")
+    penalty_points: tuple[str, ...] = option(
+        ("tilde",), choices=POINT_KINDS, help="where the penalty is evaluated, sample by sample in turn: x̃ (the "
+        "papers'), blurred patches, PnP gradient steps from them (lipbench.restoration.penalty_points)"
+    )  # fmt: skip
     eps: float = option(0.05, minimum=0, below=1, help="the penalty acts above ‖∂Q‖² = 1 − ε")
     power_iters: int = option(5, minimum=1, help="steps of the penalty's screen over the batch")
     power_tol: float = option(1e-3, minimum=0, help="relative tolerance of the screen")
@@ -224,11 +231,16 @@ def train_step(state: TrainState, config: TrainConfig, sampler: PatchSampler, de
             loss = _data_loss(config.loss, denoised.float(), x)
             total, penalty_value, sigma2_max, refine_steps = loss, torch.zeros_like(nan), nan, 0
             if config.lam > 0:
+                points = None  # x̃, drawn by fne_penalty: the papers' sampling, as it always drew it
+                if tuple(config.penalty_points) != ("tilde",):
+                    needs_tilde = "tilde" in config.penalty_points
+                    tilde = interpolate(state.model, x, y, state.generator, denoised) if needs_tilde else None
+                    points = penalty_points(config.penalty_points, x, tilde, state.generator)
                 penalty = fne_penalty(
                     state.model, x, y, eps=config.eps, n_iter=config.power_iters, generator=state.generator,
                     reduction=config.reduction, tol=config.power_tol, denoised=denoised,
                     solver=config.penalty_solver, refine=config.refine, refine_iters=config.refine_iters,
-                    refine_tol=config.refine_tol,
+                    refine_tol=config.refine_tol, points=points,
                 )  # fmt: skip
                 total = loss + config.lam * penalty.value.float()
                 penalty_value, sigma2_max = penalty.value.detach().float(), penalty.sigma2.max().float()
