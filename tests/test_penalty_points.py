@@ -93,3 +93,39 @@ def test_training_with_pnp_like_points_is_reproducible(tmp_path, data_dir):
     weights = {r: torch.load(tmp_path / r / "model.pt", weights_only=True)["model"] for r in "abc"}
     assert all(torch.equal(weights["a"][k], weights["b"][k]) for k in weights["a"])
     assert not all(torch.equal(weights["a"][k], weights["c"][k]) for k in weights["a"])
+
+
+def test_adversarial_points_climb_to_the_closed_form_maximum():
+    from lipbench.lipschitz.search import reflected_lower_bound
+    from lipbench.restoration.penalty_points import adversarial_step
+
+    net = DnCNN(depth=2, width=1, activation="relu").eval()  # J(x) = x + relu(x − 0.6)/2: max ‖∂Q‖² = 4
+    with torch.no_grad():
+        for conv in (net.body[0], net.body[2]):
+            conv.weight.zero_()
+            conv.weight[0, 0, 1, 1] = 1.0
+        net.body[2].weight.mul_(0.5)
+        net.body[0].bias.fill_(-0.6)
+        net.body[2].bias.zero_()
+    particles = torch.full((2, 1, 8, 8), 0.5)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        particles = adversarial_step(net, particles, g)
+    assert ((particles >= 0) & (particles <= 1)).all()
+    _, lower = reflected_lower_bound(net, particles, torch.ones_like(particles), 20)
+    assert lower.tolist() == pytest.approx([4.0, 4.0], rel=1e-4)
+
+
+def test_a_resumed_run_with_adversarial_points_ends_bit_identical(tmp_path, data_dir):
+    from lipbench.cli import main
+
+    args = ["train", "--max-images", "4", "--patch-size", "24", "--batch-size", "4", "--lam", "0.1",
+            "--model-kwargs", "depth=3", "width=8", "--penalty-points", "tilde", "adversarial", "--root",
+            str(data_dir), "--device", "cpu", "--quiet", "--checkpoint-every", "2", "--probe-size", "0"]  # fmt: skip
+    assert main([*args, "--steps", "4", "--out", str(tmp_path / "straight")]) == 0
+    assert main([*args, "--steps", "2", "--out", str(tmp_path / "cut")]) == 0
+    saved = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    assert saved["particles"].shape == (2, 1, 24, 24)  # the adversarial half of the batch
+    assert main([*args, "--steps", "4", "--resume", "--out", str(tmp_path / "cut")]) == 0
+    a, b = (torch.load(tmp_path / r / "model.pt", weights_only=True)["model"] for r in ("straight", "cut"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

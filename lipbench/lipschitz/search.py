@@ -68,7 +68,7 @@ class SearchResult:
     steps: int
 
 
-def _reflected_lower_bound(model: nn.Module, x: torch.Tensor, w: torch.Tensor, power_steps: int):
+def reflected_lower_bound(model: nn.Module, x: torch.Tensor, w: torch.Tensor, power_steps: int):
     """``power_steps`` power steps on ∂Q(x)∂Q(x)ᵀ from ``w`` (true network): the new unit ``w`` and
     ``‖∂Q(x)ᵀ w‖²`` per sample."""
     with torch.no_grad():
@@ -77,6 +77,23 @@ def _reflected_lower_bound(model: nn.Module, x: torch.Tensor, w: torch.Tensor, p
             w = lin.jvp(lin.vjp(w))
             w = w / _expand(_per_sample_norm(w).clamp_min(1e-30), w)
         return w, _per_sample_norm(lin.vjp(w)).square()
+
+
+def ascend(
+    model: nn.Module, surrogate: nn.Module, x: torch.Tensor, w: torch.Tensor, *, step: float, power_steps: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step of the search from ``x`` (in [0, 1]ⁿ) with left vectors ``w``: the new ``x``, the
+    refreshed ``w`` and the new lower bounds ‖∂Q(x)ᵀw‖² of the true ``model`` (module docstring)."""
+    z = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        q = 2 * surrogate(z) - z
+        (g,) = torch.autograd.grad(q, z, w, create_graph=True)  # ∂Q_β(z)ᵀ w
+        (direction,) = torch.autograd.grad(g.square().sum(), z)
+    rms = _per_sample_norm(direction) / x[0].numel() ** 0.5
+    with torch.no_grad():
+        x = (x + step * direction / _expand(rms.clamp_min(1e-30), direction)).clamp(0, 1)
+    w, lower = reflected_lower_bound(model, x, w, power_steps)
+    return x, w, lower
 
 
 def adversarial_search(
@@ -94,19 +111,10 @@ def adversarial_search(
     vectors of the power steps (seed 0 when None)."""
     surrogate, _ = smooth_surrogate(model, beta)
     x = starts.detach().clamp(0, 1)
-    w = start_vector(x, generator)
-    w, lower = _reflected_lower_bound(model, x, w, power_steps + 8)
+    w, lower = reflected_lower_bound(model, x, start_vector(x, generator), power_steps + 8)
     best_x, best, first = x.clone(), lower.clone(), lower.clone()
-    n = x[0].numel()
     for _ in range(steps):
-        z = x.detach().requires_grad_(True)
-        q = 2 * surrogate(z) - z
-        (g,) = torch.autograd.grad(q, z, w, create_graph=True)  # ∂Q_β(z)ᵀ w
-        (ascent,) = torch.autograd.grad(g.square().sum(), z)
-        rms = _per_sample_norm(ascent) / n**0.5
-        with torch.no_grad():
-            x = (x + step * ascent / _expand(rms.clamp_min(1e-30), ascent)).clamp(0, 1)
-        w, lower = _reflected_lower_bound(model, x, w, power_steps)
+        x, w, lower = ascend(model, surrogate, x, w, step=step, power_steps=power_steps)
         better = lower > best
         best = torch.where(better, lower, best)
         best_x[better] = x[better]

@@ -39,7 +39,7 @@ from lipbench.plumbing.options import check, from_args, option
 from lipbench.plumbing.precision import AMP, autocast, layout, tf32, to_channels_last
 from lipbench.plumbing.seeding import derive_seed, generator
 from lipbench.restoration.penalty_points import KINDS as POINT_KINDS
-from lipbench.restoration.penalty_points import penalty_points
+from lipbench.restoration.penalty_points import adversarial_step, penalty_points
 
 PROBE_TOL = 1e-4
 PROBE_MAX_ITER = 300
@@ -80,7 +80,8 @@ class TrainConfig:
     lam: float = option(0.0, minimum=0, help="weight λ of the firm-nonexpansiveness penalty")
     penalty_points: tuple[str, ...] = option(
         ("tilde",), choices=POINT_KINDS, help="where the penalty is evaluated, sample by sample in turn: x̃ (the "
-        "papers'), blurred patches, PnP gradient steps from them (lipbench.restoration.penalty_points)"
+        "papers'), blurred patches, PnP gradient steps from them, adversarial points that climb ‖∂Q‖² "
+        "(lipbench.restoration.penalty_points)"
     )  # fmt: skip
     eps: float = option(0.05, minimum=0, below=1, help="the penalty acts above ‖∂Q‖² = 1 − ε")
     power_iters: int = option(5, minimum=1, help="steps of the penalty's screen over the batch")
@@ -133,6 +134,7 @@ class TrainState:
     generator: torch.Generator
     step: int = 0
     log: list[dict[str, float]] = field(default_factory=list)
+    particles: torch.Tensor | None = None  # the adversarial penalty points, carried from step to step
 
 
 def initial_state(config: TrainConfig, device: torch.device) -> TrainState:
@@ -176,6 +178,7 @@ def _payload(state: TrainState, config: TrainConfig) -> dict[str, Any]:
         "scheduler": state.scheduler.state_dict() if state.scheduler else None,
         "generator": state.generator.get_state(),
         "step": state.step,
+        "particles": state.particles,
         "train_config": config.to_dict(),
         "label": config.label or config.model,
         "lipbench_version": lipbench.__version__,
@@ -207,6 +210,8 @@ def _resume_state(payload: dict[str, Any], config: TrainConfig, device: torch.de
         state.scheduler.load_state_dict(payload["scheduler"])
     state.generator.set_state(payload["generator"])
     state.step = int(payload["step"])
+    if payload.get("particles") is not None:
+        state.particles = payload["particles"].to(device)
     if (out / LOG).is_file():
         state.log = pd.read_csv(out / LOG).query("step <= @state.step").to_dict("records")
     return state
@@ -215,6 +220,15 @@ def _resume_state(payload: dict[str, Any], config: TrainConfig, device: torch.de
 def _write_log(rows: list[dict[str, float]], path: Path) -> None:
     with atomic_write(path, "w") as fh:
         pd.DataFrame(rows).to_csv(fh, index=False)
+
+
+def _advance(state: TrainState, clean: torch.Tensor) -> torch.Tensor:
+    """The adversarial penalty points one search step further (started from the first batch's clean
+    patches of that kind), kept in ``state``."""
+    if state.particles is None:
+        state.particles = clean.detach().clone()
+    state.particles = adversarial_step(state.model, state.particles, state.generator)
+    return state.particles
 
 
 def train_step(state: TrainState, config: TrainConfig, sampler: PatchSampler, device: torch.device) -> dict[str, Any]:
@@ -235,7 +249,9 @@ def train_step(state: TrainState, config: TrainConfig, sampler: PatchSampler, de
                 if tuple(config.penalty_points) != ("tilde",):
                     needs_tilde = "tilde" in config.penalty_points
                     tilde = interpolate(state.model, x, y, state.generator, denoised) if needs_tilde else None
-                    points = penalty_points(config.penalty_points, x, tilde, state.generator)
+                    points = penalty_points(
+                        config.penalty_points, x, tilde, state.generator, lambda clean: _advance(state, clean)
+                    )
                 penalty = fne_penalty(
                     state.model, x, y, eps=config.eps, n_iter=config.power_iters, generator=state.generator,
                     reduction=config.reduction, tol=config.power_tol, denoised=denoised,
