@@ -142,6 +142,10 @@ def test_lipschitz_step_evaluates_pnp_points_and_the_search(tmp_path, random_che
 
 
 def test_bounds_and_grid_tables_report_the_worst_found_beside_the_verdict():
+    from lipbench.steps import grid, lipschitz
+
+    assert grid.PAPER_POINTS == lipschitz.PAPER_POINTS  # the verdict reads the papers' points only
+
     def row(lam, point, value, operator="J", element="r0", **extra):
         return {"denoiser": "dncnn", "lam": lam, "point": point, "operator": operator, "element": element,
                 "lip_J": 1.0, "lip2_Q": value, **extra}  # fmt: skip

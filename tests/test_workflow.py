@@ -167,7 +167,7 @@ def test_the_schema_holds_only_the_workflows_own_defaults():
 
     assert defaults(schema()) == defaults(yaml.safe_load(SCHEMA.read_text())) == {
         "reference", "reference.table", "reference.tolerance", "reference.strict", "data.root", "model",
-        "pnp.long_runs.protocol", "pnp.long_runs.record_every", "denoisers",
+        "pnp.long_runs.protocol", "pnp.long_runs.record_every", "denoisers", "certify",
     }  # fmt: skip
     # and every option of every configured step is a key of its section, typed (tv: TV's own options,
     # and its image set; the protocol is pnp's)
@@ -206,7 +206,8 @@ def _all_options(cls: type) -> dict:
         elif origin is dict:
             values[f.name] = {**default, "width": 7} if default else {"levin1": 0.02}
         elif origin is tuple:
-            values[f.name] = {int: (-3, 5), float: (0.5, 2.0), str: ("levin1", "levin2")}[args[0]]
+            low = meta["minimum"] + 3 if meta["minimum"] is not None else -3
+            values[f.name] = {int: (low, 5), float: (0.5, 2.0), str: ("levin1", "levin2")}[args[0]]
         else:
             values[f.name] = "given"
     return values
@@ -235,7 +236,10 @@ def test_step_arguments_follow_the_config():
     p = pnp_args(config)
     assert "--kernels levin1 gaussian_1_6" in p and "--kernel-sigma gaussian_1_6=0.008" in p and "--crop 32" in p
     assert "--gamma" not in p and "--methods" not in p
-    assert lipschitz_args(config) == "--crop 16 --points noisy --tol 0.01 --max-iter 200"
+    assert lipschitz_args(config) == (  # the points where PnP goes follow pnp's kernels, noise and protocol
+        "--kernels levin1 gaussian_1_6 --kernel-sigma gaussian_1_6=0.008 --iters 30 --crop 16 --points noisy "
+        "--tol 0.01 --max-iter 200"
+    )
     assert denoise_args(config) == "--crop 32" and grid_args(config) == ""
     tv = tv_args(config)
     assert "--dataset train400 --images 2" in tv and "--kernels levin1 gaussian_1_6" in tv
@@ -289,7 +293,7 @@ def test_a_minimal_config_runs_every_step_with_its_defaults():
     assert config["pnp"]["long_runs"]["protocol"] == "paper2" and config["reference"]["strict"] is False
     args = [finetune_args(config), pnp_args(config), pnp_args(config, long=True), lipschitz_args(config)]
     args += [denoise_args(config), grid_args(config), tv_args(config), extra_args(config, "certified")]
-    assert args[0] == "--steps 1" and args[3] == args[4] == args[5] == ""
+    assert args[0] == "--steps 1" and args[4] == args[5] == "" and args[3] == "--kernels levin1 --iters 5"
     assert args[1] == "--kernels levin1 --iters 5"
     assert args[2] == "--protocol paper2 --kernels levin1 --iters 7 --record-every 10"
 
@@ -484,8 +488,8 @@ def test_code_hash_is_the_import_closure_of_each_step():
     train = set(code_closure("lipbench.steps.train"))
     always = {"cli.py", "__init__.py", "plumbing/errors.py", "plumbing/options.py"}
     assert {"steps/train.py", "plumbing/precision.py", "plumbing/seeding.py"} | always <= train
-    for folder in ("lipschitz", "models", "data"):
-        assert {f"{folder}/{f.name}" for f in (package / folder).glob("*.py")} <= train
+    for folder in ("lipschitz", "models", "data"):  # models/pretrained.py: `lipbench pretrained`'s, not training's
+        assert {f"{folder}/{f.name}" for f in (package / folder).glob("*.py")} - {"models/pretrained.py"} <= train
     assert "steps/pnp.py" not in train and not any(f.startswith("workflow/") for f in train)
     aggregate = set(code_closure("lipbench.steps.aggregate"))
     assert {"steps/aggregate.py", "plumbing/io.py", *always} <= aggregate
@@ -554,8 +558,8 @@ def test_every_rule_hashes_the_command_it_runs():
             base = re.match(r"use rule (\w+) as (\w+)", block)
             if base:
                 name, shell = base.group(2), [seen[base.group(1)]]
-            if not shell:  # the reference rule without a published reference runs no lipbench step
-                assert "lipbench " not in block.split("shell:")[1].replace("`lipbench publish`", ""), name
+            if not shell:  # a target (certify: inputs only), the reference rule without a published reference
+                assert "lipbench " not in block.partition("shell:")[2].replace("`lipbench publish`", ""), name
                 continue
             assert len(hashed) == 1 and hashed == shell, (smk.name, name)
             seen[name] = hashed[0]

@@ -40,6 +40,7 @@ SECTIONS: dict[tuple[str, ...], tuple[str, tuple[str, ...]]] = {
     ("denoise",): ("denoise", ("checkpoint",)),
     ("lipschitz",): ("lipschitz", ("checkpoint", "pnp_final")),
     ("calibration",): ("grid", ()),
+    ("certify",): ("certify", ()),
 }
 LONG_RUN_DEFAULTS = (
     "; unset, a key takes `pnp`'s value, except the protocol's keys (from the preset"
@@ -125,6 +126,8 @@ def section_options(path: tuple[str, ...]) -> dict[str, tuple[type, dataclasses.
     if path == ("tv",):
         protocol = section_options(("pnp",))
         options = {k: v for k, v in options.items() if k in TV_PROTOCOL_KEYS or k not in protocol}
+    if path == ("certify",):  # its own options: the evaluation is the lipschitz section's, the denoiser the run's
+        options = {k: v for k, v in options.items() if v[0].__name__ == "CertifySettings"}
     return options
 
 

@@ -1,6 +1,7 @@
 """What a job would refuse, refused before any job runs (by the Snakefile and ``lipbench
 check-config``), so that a configuration never fails hours into a run: long runs' λ outside the grid,
-crops and patches larger than their images, TV tuned on test images, models that do not build."""
+crops and patches larger than their images, TV tuned on test images, models that do not build,
+pretrained weights that do not verify or fit."""
 
 from __future__ import annotations
 
@@ -75,6 +76,23 @@ def check_models_build(run: dict[str, Any]) -> None:
             raise LipbenchError(f"config {key}: {exc}") from None
 
 
+def check_pretrained(run: dict[str, Any]) -> None:
+    """Every pretrained denoiser (a ``denoisers`` entry with ``weights``) loads: the file exists, has the
+    SHA-256 given, fits its model and is finite, and the denoiser keeps the image's shape."""
+    from lipbench.models.pretrained import pretrained_payload
+
+    for name, entry in run.get("denoisers", {}).items():
+        if "weights" not in entry:
+            continue
+        kwargs = {k: v for k, v in entry["model"].items() if k != "name"}
+        weights = entry["weights"]
+        try:
+            with torch.random.fork_rng(devices=[]):
+                pretrained_payload(entry["model"]["name"], kwargs, weights["path"], weights["sha256"], name)
+        except LipbenchError as exc:
+            raise LipbenchError(f"config denoisers.{name}.weights: {exc}") from None
+
+
 def preflight(config: dict[str, Any]) -> None:
     """Everything above, on a validated ``config``; the first problem raises :class:`LipbenchError`."""
     lambda_values(config)  # a long run's λ outside the grid, two λ sharing a folder
@@ -82,3 +100,4 @@ def preflight(config: dict[str, Any]) -> None:
     check_sizes(run)
     check_tv_images(run)
     check_models_build(run)
+    check_pretrained(run)

@@ -100,6 +100,21 @@ def extra_args(config: dict[str, Any], name: str) -> str:
     return train_args(config, **model_options(entry["model"]), steps=steps, label=name, **own)
 
 
+def pretrained(config: dict[str, Any]) -> list[str]:
+    """The ``denoisers`` entries with ``weights``: pretrained, not trained (``lipbench pretrained``)."""
+    return [name for name, entry in config["denoisers"].items() if "weights" in entry]
+
+
+def pretrained_args(config: dict[str, Any], name: str) -> str:
+    """``lipbench pretrained`` for the ``denoisers`` entry ``name`` (its model, verified weights, and
+    the noise level it denoises: the entry's ``sigma``, else the training noise)."""
+    entry = config["denoisers"][name]
+    sigma = entry.get("sigma", config["train"].get("sigma"))
+    weights = entry["weights"]
+    values = {**model_options(entry["model"]), "weights": weights["path"], "sha256": weights["sha256"]}
+    return args("pretrained", values, label=name, **({"train_sigma": sigma} if sigma is not None else {}))
+
+
 def pnp_options(config: dict[str, Any], long: bool = False) -> dict[str, Any]:
     """Options of ``lipbench pnp`` for the table runs (``pnp``'s keys, ``--protocol`` if set) or the
     ``long`` runs (``pnp``'s keys but :data:`TABLE_ONLY`, overridden by ``pnp.long_runs``' own)."""
@@ -154,6 +169,22 @@ def lipschitz_args(config: dict[str, Any]) -> str:
     if "kernel_sigma" in values:  # only the kernels it evaluates
         values["kernel_sigma"] = {k: v for k, v in values["kernel_sigma"].items() if k in values.get("kernels", ())}
     return _with_protocol(values, "lipschitz")
+
+
+def certify_args(config: dict[str, Any]) -> str:
+    """``lipbench certify`` of a workflow denoiser: the Lipschitz evaluation of the tables
+    (:func:`lipschitz_args`) and the ``certify`` section's own options."""
+    return " ".join(filter(None, [lipschitz_args(config), args("certify", section(config, "certify"))]))
+
+
+def certified_denoisers(config: dict[str, Any]) -> list[str]:
+    """The denoisers ``snakemake certify`` certifies: ``certify.denoisers``, else every one of the tables."""
+    names = (config.get("certify") or {}).get("denoisers")
+    known = denoisers(config)
+    unknown = [n for n in names or [] if n not in known]
+    if unknown:
+        raise LipbenchError(f"config certify.denoisers: {unknown} are not denoisers of this run ({known})")
+    return list(names) if names else known
 
 
 def denoise_args(config: dict[str, Any]) -> str:

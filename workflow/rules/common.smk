@@ -4,13 +4,23 @@ from pathlib import Path
 
 from lipbench.steps.pnp import METHODS
 from lipbench.workflow.codehash import command_code_hash
-from lipbench.workflow.rules import config_hash, denoisers, lambda_values, long_runs, pnp_runs, root_arg, shared_args
+from lipbench.workflow.rules import (
+    config_hash,
+    denoisers,
+    lambda_values,
+    long_runs,
+    pnp_runs,
+    pretrained,
+    root_arg,
+    shared_args,
+)
 
 OUT = f"runs/{config['name']}"  # git-ignored; what is published lives in results/<name>/ (docs/workflow.md)
 LAMBDA_VALUES = lambda_values(config)  # folder label (lam<label>) -> the exact λ of the grid
 LAMBDAS = list(LAMBDA_VALUES)
 DENOISERS = denoisers(config)  # lam<λ> for the λ grid, the `denoisers` section's names, tv
-EXTRA = list(config["denoisers"])
+PRETRAINED = pretrained(config)  # `denoisers` entries with weights: no training
+EXTRA = [name for name in config["denoisers"] if name not in PRETRAINED]
 PNP_RUNS = pnp_runs(config)  # (denoiser, method)
 TABLES = ["lipschitz", "bounds", "psnr", "convergence", "denoising", *(["tv_tuning"] if config.get("tv") else [])]
 FIGURES = ["convergence", "psnr_iterations", "lipschitz", "tradeoff", "panel"]

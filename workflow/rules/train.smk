@@ -1,6 +1,6 @@
 import os
 
-from lipbench.workflow.rules import base_args, extra_args, finetune_args, tv_args
+from lipbench.workflow.rules import base_args, extra_args, finetune_args, pretrained_args, tv_args
 
 # A rerun of a killed, cancelled or timed-out training job continues from its checkpoint.pt when the
 # same configuration, code, torch and --init weights wrote it (`--resume auto`; the log says
@@ -77,6 +77,25 @@ rule train_extra:
         ENV
     shell:
         "lipbench train --out {params.folder} --resume auto {params.args} {params.shared} --quiet > {log} 2>&1"
+
+
+# `denoisers` entries with weights: pretrained elsewhere, verified by SHA-256, wrapped (no training)
+rule pretrained:
+    input:
+        weights=lambda wildcards: config["denoisers"][wildcards.pretrained]["weights"]["path"],
+    output:
+        f"{OUT}/models/{{pretrained}}/model.pt",
+    log:
+        f"{OUT}/logs/train/{{pretrained}}.log",
+    wildcard_constraints:
+        pretrained=alternatives(PRETRAINED),
+    params:
+        args=lambda wildcards: pretrained_args(config, wildcards.pretrained),
+        code=command_code_hash("pretrained"),
+    conda:
+        ENV
+    shell:
+        "lipbench pretrained --out {output} {params.args} > {log} 2>&1"
 
 
 # the TV baseline: its weight chosen on tuning images (config tv.dataset), never the test set
