@@ -197,3 +197,37 @@ def test_smooth_surrogate_replaces_every_relu_and_leaves_the_model_alone():
     assert n == 2 and isinstance(model[1], nn.LeakyReLU) and isinstance(smooth[1], SmoothLeakyReLU)
     x = torch.randn(1, 1, 5, 5)
     torch.testing.assert_close(smooth(x), model(x), atol=1e-3, rtol=0)  # β → ∞: the network itself
+
+
+def test_the_pnp_step_is_averaged_with_a_firmly_nonexpansive_j_though_its_clamped_j_need_not_be():
+    """T = C∘J∘C∘G (paper 1's clamps, γ = 1 = 1/‖AᵀA‖) with the certified J: at every point,
+    ‖∂T − (1 − α)Id‖ ≤ α for α = averaged_constant(½, ½, ½, ½) = 0.8 (dense Jacobians)."""
+    from lipbench.models import CertifiedDenoiser
+    from lipbench.restoration.pnp import averaged_constant
+
+    assert averaged_constant(0.5, 0.5) == pytest.approx(2 / 3) and averaged_constant(0.5) == 0.5
+    alpha = averaged_constant(0.5, 0.5, 0.5, 0.5)
+    assert alpha == pytest.approx(0.8)
+    torch.manual_seed(0)
+    model = CertifiedDenoiser(depth=3, width=6).eval()
+    model.clamp = True
+    kernel = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 16
+    A = Blur(kernel)
+    assert A.norm_squared((8, 8)).item() == pytest.approx(1.0)
+    y = A(torch.rand(1, 1, 8, 8)) + 0.05 * torch.randn(1, 1, 8, 8)
+    step = A.gradient_step(y, 1.0)
+    worst = 0.0
+
+    def pnp_step(v: torch.Tensor) -> torch.Tensor:
+        return model(step(v.view(1, 1, 8, 8))).flatten()
+
+    for seed in range(6):
+        x = 1.4 * torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(seed)) - 0.2
+        jac = torch.autograd.functional.jacobian(pnp_step, x.flatten()).double()
+        eye = torch.eye(len(jac), dtype=jac.dtype)
+        worst = max(worst, torch.linalg.matrix_norm(jac - (1 - alpha) * eye, ord=2).item())
+    assert worst <= alpha * (1 + 1e-6)
+    x = torch.full((1, 1, 8, 8), 0.3)  # a J that is not FNE (1.5·Id inside the clamps) fails the same check
+    jac = torch.autograd.functional.jacobian(lambda v: (1.5 * step(v.view_as(x)).clamp(0, 1)).clamp(0, 1).flatten(),
+                                             x.flatten()).double()  # fmt: skip
+    assert torch.linalg.matrix_norm(jac - (1 - alpha) * torch.eye(len(jac), dtype=jac.dtype), ord=2).item() > 1.2

@@ -52,6 +52,19 @@ def step_sizes(A: Blur, shape: tuple[int, int], gamma: float, unit: str = "absol
     return gamma / norms
 
 
+def averaged_constant(*alphas: float) -> float:
+    """The averagedness constant of a composition of operators that are ``alphas``-averaged
+    (Combettes & Yamada 2015: two give (a + b − 2ab)/(1 − ab), applied in turn). PnP-PGD's step
+    C∘J∘C∘G with J and the clamps C firmly nonexpansive (1/2) and G = Id − γ∇f (γL/2) is
+    ``averaged_constant(0.5, 0.5, 0.5, γL/2)``: averaged, so it converges when it has a fixed point."""
+    if not alphas or any(not 0 < a < 1 for a in alphas):
+        raise ValueError(f"averagedness constants lie in (0, 1), got {alphas}")
+    out = alphas[0]
+    for a in alphas[1:]:
+        out = (out + a - 2 * out * a) / (1 - out * a)
+    return out
+
+
 class StepSizeError(LipbenchError):
     """A PnP-PGD step size beyond the convergence range ``γ < 2/‖AᵀA‖``."""
 
