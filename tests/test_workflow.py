@@ -236,9 +236,9 @@ def test_step_arguments_follow_the_config():
     p = pnp_args(config)
     assert "--kernels levin1 gaussian_1_6" in p and "--kernel-sigma gaussian_1_6=0.008" in p and "--crop 32" in p
     assert "--gamma" not in p and "--methods" not in p
-    assert lipschitz_args(config) == (  # the points where PnP goes follow pnp's kernels, noise and protocol
-        "--kernels levin1 gaussian_1_6 --kernel-sigma gaussian_1_6=0.008 --iters 30 --crop 16 --points noisy "
-        "--tol 0.01 --max-iter 200"
+    assert lipschitz_args(config) == (  # the points where PnP goes: pnp's protocol, the section's kernels
+        "--kernels levin5 --iters 30 --crop 16 --points noisy y iterates search --iterates 0 5 --search-starts 2 "
+        "--search-random 1 --search-steps 10 --tol 0.01 --max-iter 200"
     )
     assert denoise_args(config) == "--crop 32" and grid_args(config) == ""
     tv = tv_args(config)
