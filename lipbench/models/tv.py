@@ -145,13 +145,12 @@ class TVDenoiser(EvalClamped):
         return tv_prox(x, self.weight, self.iters)
 
     def fne_upper_bound(self, shape: tuple[int, int]) -> UpperBound:
-        """sup_x ‖∂Q(x)‖² ≤ 1 for the exact prox (firmly nonexpansive), at every size; this one stops
-        after ``iters`` FGP iterations, so the bound is not certified for it (nor with ``clamp``, as
-        for :meth:`~lipbench.models.certified.CertifiedDenoiser.fne_upper_bound`)."""
+        """None that holds: the exact prox of a convex function is firmly nonexpansive (sup ‖∂Q‖² ≤ 1),
+        but this one stops after ``iters`` FGP iterations, and a truncated prox has no such bound (the
+        adversarial search finds ‖∂Q‖² well above 1 for it). So ``inf``, saying so."""
         from lipbench.lipschitz.bounds import UpperBound  # on use: importing a model loads no solver
 
-        how = f"1 for the exact prox; this one stops after {self.iters} FGP iterations (not certified)"
-        return UpperBound(1.0, how)
+        return UpperBound(math.inf, f"none: {self.iters} FGP iterations, not the exact prox (whose bound is 1)")
 
     def extra_repr(self) -> str:
         return f"weight={self.weight}, iters={self.iters}, clamp={self.clamp}, channels={self.channels}"

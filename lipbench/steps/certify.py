@@ -162,7 +162,8 @@ def certify(
             "denoiser": str(payload.get("label") or payload["model_config"]["name"]),
             "model": payload["model_config"], "pretrained": payload.get("pretrained"),
             "upper_how": str(lip_table.upper_how.iloc[0]),
-            "worst_found": float(bounds.worst_J.max()), "upper": float(bounds.upper.iloc[0]),
+            "worst_found": float(bounds.worst_J.max()),
+            "upper": float(bounds.upper.iloc[0]) if math.isfinite(bounds.upper.iloc[0]) else None,
             "intervals": bounds.to_dict("records"),
             "equivariance_gap": {"mean": float(gaps.gap_mean.mean()), "max": float(gaps.gap_mean.max()),
                                  "worst_g_max": float(gaps.gap_worst_g.max())},
@@ -178,7 +179,7 @@ def certify(
 
 
 def _verdict(report: dict[str, Any]) -> str:
-    worst, upper = report["worst_found"], report["upper"]
+    worst, upper = report["worst_found"], report["upper"] if report["upper"] is not None else math.inf
     if worst > 1:
         return f"NOT firmly nonexpansive: ‖∂Q‖² reaches {worst:.4g} > 1 at a point in [0, 1]ⁿ"
     if upper <= 1:
