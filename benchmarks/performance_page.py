@@ -391,6 +391,28 @@ def paper_section(gpu: dict[str, Any], paper: dict[str, Any], runs: list[tuple[s
     return lines
 
 
+def lipschitz_jobs(folder: Path = REPO / "results" / "quick" / "benchmarks" / "lipschitz") -> list[str]:
+    """The quick run's Lipschitz jobs (Snakemake's benchmark files): every point kind, the search included."""
+    files = sorted(folder.glob("*.tsv"))
+    if not files:
+        return []
+    quick = read_effective(REPO / "config" / "config.yaml")["lipschitz"]
+    lines = [
+        f"Published quick run (`results/quick/benchmarks/lipschitz/`), one job per denoiser on 2 CPU cores: points "
+        f"{', '.join(quick['points'])} on {quick['crop']}×{quick['crop']} BSD10 crops (iterates "
+        f"{', '.join(map(str, quick['iterates']))} and the last; the search: {quick['search_steps']} steps from "
+        f"{quick['search_starts']} points and {quick['search_random']} uniform images), every one evaluated at "
+        "tolerance " + f"{quick['tol']:g}.",
+        "",
+        "| denoiser | wall time | max RSS |",
+        "|---|---|---|",
+    ]
+    for path in files:
+        row = dict(zip(*(line.split("\t") for line in path.read_text().splitlines()[:2]), strict=True))
+        lines.append(f"| {path.stem} | {_fmt_time(float(row['s']))} | {float(row['max_rss']):.0f} MB |")
+    return [*lines, ""]
+
+
 def render(folder: Path = RESULTS, paper_path: Path = REPO / "config" / "paper.yaml") -> str:
     runs, gpu, profiles = load_results(folder)
     paper = read_effective(paper_path)
@@ -430,6 +452,9 @@ def render(folder: Path = RESULTS, paper_path: Path = REPO / "config" / "paper.y
                   "aggregation, figures, report) plus one fine-tune, Lipschitz, denoising and PnP job per λ and "
                   "method (b above). Within a PnP job, kernels batch with the images: the batch axis above, one "
                   "kernel per image.", ""]  # fmt: skip
+    jobs = lipschitz_jobs()
+    if jobs:
+        lines += ["## Lipschitz evaluation where PnP goes, at quick scale", "", *jobs]
     lines += ["## Runs", ""]
     for name, data in suite:
         lines += run_tables(name, data)

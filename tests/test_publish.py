@@ -61,6 +61,8 @@ def test_the_summary_reads_each_quantity_from_its_rows():
         row("dncnn", 0.0, "lipschitz", "lip2_Q", 1.5, element="r0", **lip),
         row("dncnn", 0.0, "lipschitz", "lip2_Q", 1.2, element="r0", **lip),
         row("dncnn", 0.0, "lipschitz", "lip2_Q", 9.0, element="r1", **lip),  # D4: not the crops' verdict
+        row("dncnn", 0.0, "lipschitz", "lip2_Q", 9.5, element="r0", point="search", operator="J"),  # worst found
+        row("dncnn", 0.0, "lipschitz", "lip2_Q", 20.0, element="r0", point="y", operator="J_clamped"),  # not J
         row("dncnn", 0.0, "pnp", "psnr", 27.0, method="pnp"),
         row("dncnn", 0.0, "pnp", "psnr", 29.0, method="pnp"),
         row("dncnn", 0.0, "pnp", "psnr", 30.0, method="equivariant-random"),
@@ -73,7 +75,7 @@ def test_the_summary_reads_each_quantity_from_its_rows():
     dncnn = table.iloc[0].to_dict()
     assert dncnn["λ"] == "0" and dncnn["max ‖∂Q‖² (crops)"] == 1.5 and dncnn["PnP PSNR (dB)"] == 28.0
     assert dncnn["equivariant PnP PSNR (dB)"] == 30.0 and dncnn["PnP runs with c_k increasing"] == "1 of 2"
-    assert dncnn["denoising PSNR (dB)"] == 41.0
+    assert dncnn["denoising PSNR (dB)"] == 41.0 and dncnn["worst ‖∂Q‖² found"] == 9.5
     assert list(table.denoiser) == ["dncnn", "tv"] and table.iloc[1]["λ"] == "—"
 
 

@@ -1,5 +1,6 @@
 """``lipbench summary``: the headline table of a run, read from its long-format ``results.csv``: per
-denoiser, the largest ‖∂Q‖² over the test crops (J itself), the mean final PSNR of standard and
+denoiser, the largest ‖∂Q‖² over the test crops (J itself) and at any point evaluated (where PnP
+goes and the adversarial search: a lower bound on its global max), the mean final PSNR of standard and
 equivariant PnP over every image and kernel, how many runs saw c_k increase, and the denoising PSNR.
 The README's table is this command's output for the published quick run (a test keeps them equal)."""
 
@@ -17,6 +18,7 @@ COLUMNS = {
     "denoiser": "denoiser",
     "lam": "λ",
     "lip2_Q": "max ‖∂Q‖² (crops)",
+    "worst_found": "worst ‖∂Q‖² found",
     "pnp": "PnP PSNR (dB)",
     "equivariant-random": "equivariant PnP PSNR (dB)",
     "increases": "PnP runs with c_k increasing",
@@ -35,6 +37,8 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
 
     lip = rows.query("step == 'lipschitz' and point == 'noisy' and operator == 'J' and element == 'r0'")
     parts = [per_denoiser(lip[lip.metric == "lip2_Q"], "lip2_Q", "max")]
+    anywhere = rows.query("step == 'lipschitz' and operator == 'J' and metric == 'lip2_Q'")
+    parts.append(per_denoiser(anywhere, "worst_found", "max"))  # every point kind: a lower bound on the sup
     pnp = rows[(rows.step == "pnp") & (rows.metric == "psnr")]
     parts += [per_denoiser(pnp[pnp.method == m], m, "mean") for m in ("pnp", "equivariant-random")]
     increases = rows.query("step == 'pnp' and method == 'pnp' and metric == 'increases'")
