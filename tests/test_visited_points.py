@@ -61,6 +61,10 @@ def test_points_along_pnp_are_where_lipbench_pnp_applies_j(tmp_path, random_chec
     points = visited_points(model, ids, images, Trajectory(kernels, {k: 0.01 for k in kernels}, iters=3), [0, 3])
     by_kind = {p.kind: p for p in points}
     assert list(by_kind) == ["y", "Aty", "pnp k=0", "pnp k=3"]
+    trajectory = Trajectory(kernels, {k: 0.01 for k in kernels}, iters=3)
+    for p, q in zip(points, visited_points(model, ids, images, trajectory, [0, 3], max_batch=3), strict=True):
+        assert (p.kind, p.images, p.kernels) == (q.kind, q.images, q.kernels)  # batched as lipbench pnp: same points
+        torch.testing.assert_close(torch.stack(p.x), torch.stack(q.x))
     assert not model.clamp  # left as it was
     for n, (image, kernel) in enumerate(zip(by_kind["y"].images, by_kind["y"].kernels, strict=True)):
         A = Blur(kernels[kernel])

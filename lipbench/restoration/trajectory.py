@@ -13,6 +13,8 @@ from torch import nn
 from lipbench.restoration.physics import Blur, check_fits, observe
 from lipbench.restoration.pnp import CLAMPS, pnp_pgd
 
+MAX_BATCH = 16  # images × kernels per PnP batch, as `lipbench pnp --max-batch`
+
 
 @dataclass(frozen=True)
 class VisitedPoints:
@@ -59,11 +61,15 @@ def visited_points(
     images: Sequence[torch.Tensor],
     trajectory: Trajectory,
     iterates: Sequence[int],
+    *,
+    device: torch.device | str = "cpu",
+    max_batch: int = MAX_BATCH,
 ) -> list[VisitedPoints]:
     """``y = A x + σ n`` (the noise of ``lipbench pnp``: the same ``y``), ``Aᵀy`` and, for each ``k``
     of ``iterates``, the gradient step ``x_k − γ Aᵀ(A x_k − y)`` from PnP-PGD's ``k``-th iterate
-    (``x_0`` the start), where PnP applies ``J`` next: every image × kernel, in that order. ``model``
-    runs with the protocol's clamps and is left as it was."""
+    (``x_0`` the start), where PnP applies ``J`` next: every image × kernel, in that order, run on
+    ``device`` in batches of ``max_batch`` (as ``lipbench pnp``). ``model`` runs with the protocol's
+    clamps and is left as it was."""
     for name, kernel in trajectory.kernels.items():
         for shape in {tuple(x.shape) for x in images}:
             check_fits(name, kernel, shape)
@@ -71,19 +77,19 @@ def visited_points(
     by_shape: dict[tuple[int, ...], list[tuple[int, str]]] = defaultdict(list)
     for job in jobs:
         by_shape[tuple(images[job[0]].shape)].append(job)
+    batches = [group[i : i + max_batch] for group in by_shape.values() for i in range(0, len(group), max_batch)]
     found: dict[str, dict[tuple[int, str], torch.Tensor]] = defaultdict(dict)
     before = getattr(model, "clamp", None)
-    dev = next(iter(model.parameters()), torch.empty(0)).device
     clamped(model, trajectory.clamp)
     try:
-        for batch in by_shape.values():
+        for batch in batches:
             A = Blur([trajectory.kernels[k] for _, k in batch], name=[k for _, k in batch])
             y = torch.stack(
                 [
                     observe(images[i], Blur(trajectory.kernels[k], name=k), trajectory.noise[k], ids[i], k)
                     for i, k in batch
                 ]
-            ).to(dev)
+            ).to(device)
             result = pnp_pgd(
                 model, A, y, gamma=trajectory.gamma, gamma_unit=trajectory.gamma_unit, iters=trajectory.iters,
                 x0=trajectory.x0, clamp=trajectory.clamp != "none", keep_inputs=set(iterates),

@@ -142,12 +142,12 @@ def _paper_points(settings: LipschitzSettings, model, ids, images, sigma) -> lis
     return out
 
 
-def _points(settings: LipschitzSettings, model, ids, images, sigma, root) -> list[VisitedPoints]:
+def _points(settings: LipschitzSettings, model, ids, images, sigma, root, dev) -> list[VisitedPoints]:
     out = _paper_points(settings, model, ids, images, sigma)
     if not {"y", "adjoint", "iterates"} & set(settings.points):
         return out
     iterates = sorted({*settings.iterates, settings.iters}) if "iterates" in settings.points else []
-    for points in visited_points(model, ids, images, settings.trajectory(root), iterates):
+    for points in visited_points(model, ids, images, settings.trajectory(root), iterates, device=dev):
         if points.kind not in ("y", "Aty") or ("adjoint" if points.kind == "Aty" else "y") in settings.points:
             out.append(points)
     return out
@@ -305,7 +305,7 @@ def _evaluate_lipschitz(settings: LipschitzSettings, root: str | None, device: s
     payload, model, sigma, ids, images = evaluation_inputs(settings, root, dev)
     clamped(model, "none")  # J itself; J_clamped is a copy with PnP's clamps
     clamped_op = clamped_operator(model, settings.clamp)
-    found = _points(settings, model, ids, images, sigma, root)
+    found = _points(settings, model, ids, images, sigma, root, dev)
     rows = []
     for points in found:
         rows += _evaluate(model, clamped_op, points, settings, dev)
