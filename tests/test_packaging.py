@@ -101,6 +101,13 @@ def test_the_readme_table_is_the_published_quick_summary():
     assert match.group(2) == summary_markdown(REPO / match.group(1))
 
 
+def test_the_readmes_bounds_table_is_the_published_one():
+    readme = (REPO / "README.md").read_text()
+    match = re.search(r"<!-- bounds: (\S+) -->\n(.*?)<!-- /bounds -->", readme, re.S)
+    assert match and match.group(1) == "results/quick/tables/bounds.md"
+    assert match.group(2) == (REPO / match.group(1)).read_text()
+
+
 def test_license_and_citation_match_the_project():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert project["license"] == "GPL-3.0-or-later"
