@@ -191,6 +191,14 @@ def test_the_workflow_follows_the_table_runs_protocol_to_pnp_points():
     assert got[got.index("--kernel-sigma") + 1] == "gaussian_1_6=0.008"
     config["lipschitz"]["kernels"] = ["levin1"]  # the noise of a kernel it does not evaluate is left out
     assert "--kernel-sigma" not in lipschitz_args(config).split()
+    assert got[got.index("--iterates") + 1 : got.index("--iterates") + 5] == ["0", "1", "5", "20"]  # ≤ 30 only
+    del config["lipschitz"]["iters"]  # pnp's 40 iterations; explicit iterates pass as given (checked by the step)
+    config["lipschitz"]["iterates"] = [0, 50]
+    got = lipschitz_args(config).split()
+    assert got[got.index("--iters") + 1] == "40" and got[got.index("--iterates") + 1 : got.index("--iterates") + 3] == [
+        "0",
+        "50",
+    ]
 
 
 def test_smooth_surrogate_replaces_every_relu_and_leaves_the_model_alone():

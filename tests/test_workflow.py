@@ -293,7 +293,8 @@ def test_a_minimal_config_runs_every_step_with_its_defaults():
     assert config["pnp"]["long_runs"]["protocol"] == "paper2" and config["reference"]["strict"] is False
     args = [finetune_args(config), pnp_args(config), pnp_args(config, long=True), lipschitz_args(config)]
     args += [denoise_args(config), grid_args(config), tv_args(config), extra_args(config, "certified")]
-    assert args[0] == "--steps 1" and args[4] == args[5] == "" and args[3] == "--kernels levin1 --iters 5"
+    assert args[0] == "--steps 1" and args[4] == args[5] == ""
+    assert args[3] == "--kernels levin1 --iters 5 --iterates 0 1 5"  # the default iterates a 5-step PnP reaches
     assert args[1] == "--kernels levin1 --iters 5"
     assert args[2] == "--protocol paper2 --kernels levin1 --iters 7 --record-every 10"
 

@@ -166,6 +166,10 @@ def lipschitz_args(config: dict[str, Any]) -> str:
     if "sigma" in pnp:
         values["blur_sigma"] = pnp["sigma"]
     values |= {"protocol": pnp.get("protocol"), **section(config, "lipschitz")}
+    if "iterates" not in values:  # the default iterates that the run's PnP reaches (a short run: fewer)
+        iters = values.get("iters", option_default(("pnp",), "iters"))
+        values["iters"] = iters
+        values["iterates"] = [k for k in option_default(("lipschitz",), "iterates") if k <= iters]
     if "kernel_sigma" in values:  # only the kernels it evaluates
         values["kernel_sigma"] = {k: v for k, v in values["kernel_sigma"].items() if k in values.get("kernels", ())}
     return _with_protocol(values, "lipschitz")
