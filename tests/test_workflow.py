@@ -600,7 +600,8 @@ def test_ci_config_runs_end_to_end_matches_the_golden_table_and_reruns_only_what
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
 
     # an identical copy of the code plans nothing; editing the PnP algorithm reruns PnP (and TV's
-    # tuning, whose weight PnP runs choose), its evaluations and the tables, not training
+    # tuning, whose weight PnP runs choose), its evaluations (the Lipschitz ones run PnP for the points
+    # where it goes, so every denoiser's, and the grid's verdict on them) and the tables, not training
     code = tmp_path / "code"
     shutil.copytree(REPO / "lipbench", code, ignore=shutil.ignore_patterns("__pycache__"))
     same = _snakemake(workdir, "-n", "--quiet", "rules", env={"LIPBENCH_CODE_ROOT": str(code)})
@@ -609,7 +610,8 @@ def test_ci_config_runs_end_to_end_matches_the_golden_table_and_reruns_only_what
         fh.write("\n# an edit\n")
     plan = _snakemake(workdir, "-n", "--quiet", "rules", env={"LIPBENCH_CODE_ROOT": str(code)})
     assert plan.returncode == 0, plan.stderr
-    expected = {"pnp": 7, "pnp_long": 2, "tune_tv": 1, "lipschitz": 1, "denoise": 1, "aggregate": 1, "figures": 1}
+    expected = {"pnp": 7, "pnp_long": 2, "tune_tv": 1, "lipschitz": 4, "denoise": 1, "aggregate": 1, "figures": 1}
+    expected["calibrate"] = 1
     assert _planned(plan.stdout + plan.stderr) == {**expected, "reference": 1, "all": 1}
 
     # a strict reference that the run does not reproduce fails it, naming what moved
