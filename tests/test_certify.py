@@ -85,6 +85,12 @@ def _d4(x: torch.Tensor) -> list[tuple]:
     return out
 
 
+def test_the_report_writes_no_infinite_or_nan_number():
+    from lipbench.steps.certify import _finite
+
+    assert [_finite(v) for v in (float("inf"), float("nan"), 1.5, "tv", 3)] == [None, None, 1.5, "tv", 3]
+
+
 def test_the_equivariance_gap_is_zero_for_an_equivariant_denoiser_and_matches_an_explicit_d4():
     torch.manual_seed(0)
     x = torch.rand(3, 1, 12, 12)
@@ -116,7 +122,7 @@ def test_certify_reports_the_interval_the_gap_and_pnp_against_tv(tmp_path, rando
             "--search-starts", "2", "--search-random", "1", "--tv-weights", "1e-5", "1e-3", "1e-1", "--tv-images",
             "2", "--device", "cpu"]  # fmt: skip
     assert main(argv) == 0
-    report = json.loads((out / "report.json").read_text())
+    report = json.loads((out / "report.json").read_text(), parse_constant=pytest.fail)  # strict JSON: no NaN, inf
     lip = pd.read_csv(out / "lipschitz.csv", dtype={"image": str})
     assert report["worst_found"] == pytest.approx(lip[lip.operator == "J"].lip2_Q.max())
     bound = upper_bound(load_model(random_checkpoint), (32, 32))

@@ -32,6 +32,7 @@ from torch import nn
 from lipbench.data import centre_crop, image_ids, load_images
 from lipbench.models import TVDenoiser, load_model, read_checkpoint, save_checkpoint
 from lipbench.plumbing.command import Command
+from lipbench.plumbing.device import resolve_device
 from lipbench.plumbing.errors import LipbenchError
 from lipbench.plumbing.io import atomic_write, staged_folder, write_json, write_table
 from lipbench.plumbing.options import check, from_args, option
@@ -125,6 +126,11 @@ def _pnp_runs(lip: LipschitzSettings, own: CertifySettings, checkpoint: Path, ro
     return pd.DataFrame(rows)
 
 
+def _finite(value: Any) -> Any:
+    """``value``, or None for a non-finite float (strict JSON has no NaN or Infinity)."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def _source_payload(checkpoint: str | None, source: PretrainedSettings | None) -> dict[str, Any]:
     if (checkpoint is None) == (source is None):
         raise LipbenchError("give the denoiser as --checkpoint model.pt, or as --model (with --weights and --sha256)")
@@ -150,10 +156,11 @@ def certify(
         write_table(lip_table, stage / "lipschitz.csv")
         bounds = intervals(lip_table)
         write_table(bounds, stage / "intervals.csv")
-        model = load_model(stage / "model.pt")
+        dev = resolve_device(device)
+        model = load_model(stage / "model.pt", map_location=dev)
         images = [centre_crop(x, lip.crop) if lip.crop else x for x in load_images(lip.dataset, root)]
         sigma = lip.sigma if lip.sigma is not None else training_sigma(payload)
-        noisy = [x + sigma * torch.randn(x.shape, generator=generator("certify-noise", i, sigma))
+        noisy = [(x + sigma * torch.randn(x.shape, generator=generator("certify-noise", i, sigma))).to(dev)
                  for i, x in zip(image_ids(lip.dataset, root), images, strict=True)]  # fmt: skip
         gaps = pd.concat([equivariance_gap(model, x[None]) for x in noisy], ignore_index=True)
         pnp = _pnp_runs(settings, own, stage / "model.pt", root, device)
@@ -164,10 +171,10 @@ def certify(
             "upper_how": str(lip_table.upper_how.iloc[0]),
             "worst_found": float(bounds.worst_J.max()),
             "upper": float(bounds.upper.iloc[0]) if math.isfinite(bounds.upper.iloc[0]) else None,
-            "intervals": bounds.to_dict("records"),
+            "intervals": [{k: _finite(v) for k, v in row.items()} for row in bounds.to_dict("records")],
             "equivariance_gap": {"mean": float(gaps.gap_mean.mean()), "max": float(gaps.gap_mean.max()),
                                  "worst_g_max": float(gaps.gap_worst_g.max())},
-            "pnp": pnp.to_dict("records"),
+            "pnp": [{k: _finite(v) for k, v in row.items()} for row in pnp.to_dict("records")],
             "settings": {**dataclasses.asdict(lip), "checkpoint": None, **dataclasses.asdict(own)},
         }  # fmt: skip
         write_json(report, stage / "report.json")
