@@ -4,7 +4,6 @@ step and table takes it as it takes a trained one (``lipbench pretrained``, ``li
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -13,19 +12,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from lipbench.data.fetch import sha256_file
 from lipbench.models.checkpoint import CheckpointError, nonfinite_entries
 from lipbench.models.registry import build
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 CHECK_SIDE = 40  # side of the test image a denoiser must return unchanged in shape
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_weights(path: str | os.PathLike[str], sha256: str | None) -> dict[str, torch.Tensor]:
@@ -39,7 +31,7 @@ def read_weights(path: str | os.PathLike[str], sha256: str | None) -> dict[str, 
             f"weights {path}: give their SHA-256 (64 hex digits, `sha256sum {path}`), got {sha256!r}: "
             "lipbench loads only weights it can verify"
         )
-    found = file_sha256(path)
+    found = sha256_file(path)
     if found != sha256.lower():
         raise CheckpointError(
             f"weights {path} have SHA-256 {found}, not the {sha256.lower()} given: a wrong or altered file"

@@ -66,7 +66,11 @@ def check_models_build(run: dict[str, Any]) -> None:
     from lipbench.models import build
 
     entries = {"model": run["model"]}
-    entries |= {f"denoisers.{name}.model": entry["model"] for name, entry in run.get("denoisers", {}).items()}
+    entries |= {  # a pretrained entry is built, loaded and run by check_pretrained
+        f"denoisers.{name}.model": entry["model"]
+        for name, entry in run.get("denoisers", {}).items()
+        if "weights" not in entry
+    }
     for key, model in entries.items():
         kwargs = {k: v for k, v in model.items() if k != "name"}
         try:
