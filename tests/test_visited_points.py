@@ -13,6 +13,7 @@ from lipbench.cli import main
 from lipbench.data import centre_crop, load_images, load_kernel
 from lipbench.lipschitz.search import adversarial_search
 from lipbench.models import DnCNN, load_model
+from lipbench.plumbing.errors import LipbenchError
 from lipbench.restoration.metrics import psnr
 from lipbench.restoration.physics import Blur
 from lipbench.restoration.pnp import pnp_pgd
@@ -143,6 +144,12 @@ def test_lipschitz_step_evaluates_pnp_points_and_the_search(tmp_path, random_che
     assert found.lip2_Q.max() >= starts.lip2_Q.max() * 0.99  # the search keeps its start when it finds nothing larger
     bad = main([*args, "--points", "iterates", "--iters", "4", "--iterates", "5"])
     assert bad == 2 and not out.with_name("lip2.csv").exists()
+
+
+def test_iterates_beyond_the_run_are_refused_only_where_they_are_points():
+    LipschitzSettings(checkpoint="m.pt", points=("noisy", "y"), iters=4, iterates=(0, 5))  # not evaluated: no error
+    with pytest.raises(LipbenchError, match=r"--iterates \[5\] lie beyond --iters 4"):
+        LipschitzSettings(checkpoint="m.pt", points=("noisy", "iterates"), iters=4, iterates=(0, 5))
 
 
 def test_bounds_and_grid_tables_report_the_worst_found_beside_the_verdict():

@@ -103,7 +103,7 @@ class LipschitzSettings:
             raise LipbenchError("--points pnp needs --pnp-final (the final.pt written by `lipbench pnp`)")
         found = problems(self)
         late = sorted(k for k in self.iterates if k > self.iters)
-        if late:
+        if late and "iterates" in self.points:
             found.append(f"--iterates {late} lie beyond --iters {self.iters}")
         unused = sorted(set(self.kernel_sigma) - set(self.kernels))
         if unused:

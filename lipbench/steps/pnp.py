@@ -33,6 +33,7 @@ from lipbench.restoration.groups import build_group, equivariant
 from lipbench.restoration.metrics import BORDER, SSIM_MIN_SIDE, psnr, ssim
 from lipbench.restoration.physics import Blur, check_fits, observe
 from lipbench.restoration.pnp import CLAMPS, GAMMA_UNITS, pnp_pgd
+from lipbench.restoration.trajectory import clamped
 
 SAVE_IMAGES = 2  # PNGs of the first images (`pnp` and `degrade`)
 # the workflow's PnP methods (config pnp.methods, folder names) and the --equivariance each runs
@@ -131,8 +132,7 @@ def run_pnp(
 def _run_pnp(
     settings: PnPSettings, root: str | None, dev: torch.device, model: nn.Module, coordinates: dict[str, Any]
 ) -> dict[str, Any]:
-    if settings.clamp == "both" and hasattr(model, "clamp"):
-        model.clamp = True  # J's input and output clipped to [0, 1], as in PnP-MMO's test code
+    clamped(model, settings.clamp)  # both: J's input and output clipped to [0, 1], as in PnP-MMO's test code
     model = to_channels_last(model, settings.channels_last)
     compiled = compile_denoiser(model, settings.compile)  # Lipschitz records use the plain model
     ids = image_ids(settings.dataset, root)[: settings.max_images]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from tqdm import tqdm
 
 import lipbench
 from lipbench.data import DATASETS, PatchSampler, load_images
+from lipbench.data.fetch import sha256_file
 from lipbench.lipschitz import Reflected, fne_penalty, interpolate, spectral_norm
 from lipbench.lipschitz.penalty import SOLVERS
 from lipbench.models import build, read_checkpoint, save_checkpoint
@@ -157,7 +157,7 @@ def initial_state(config: TrainConfig, device: torch.device) -> TrainState:
 
 
 def _file_sha256(path: str | None) -> str | None:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
+    return sha256_file(Path(path)) if path else None
 
 
 def run_identity(config: TrainConfig) -> dict[str, Any]:
