@@ -60,7 +60,8 @@ def problems(readme: str) -> list[str]:
             found.append(str(e.args[0]))
             continue
         if round(value, decimals(number)) != pytest.approx(float(number), abs=1e-9):
-            found.append(f"{number} quoted for {column} of {denoiser} at λ = {lam} in results/{run}: the table has {value}")
+            where = f"{column} of {denoiser} at λ = {lam} in results/{run}"
+            found.append(f"{number} quoted for {where}: the table has {value}")
     for number, path in FROM.findall(readme):
         if not (REPO / path).is_file():
             found.append(f"{number} names {path}, which does not exist")
@@ -88,5 +89,7 @@ def test_a_drifted_number_a_wrong_key_and_an_unsourced_number_are_caught():
     assert problems(good.replace("quick pnp tv —", "quick pnp dncnn 7")) == [
         "results/quick has no pnp for dncnn at λ = 7"
     ]
-    assert problems(good.replace("<!-- q: quick pnp tv — -->", "")) == [f"{value:.2f} has no source (<!-- q: … --> or <!-- from: … -->)"]
-    assert "names nowhere.csv" in problems(good.replace("<!-- q: quick pnp tv — -->", "<!-- from: nowhere.csv -->"))[0]
+    unsourced = problems(good.replace("<!-- q: quick pnp tv — -->", ""))
+    assert unsourced == [f"{value:.2f} has no source (<!-- q: … --> or <!-- from: … -->)"]
+    elsewhere = problems(good.replace("<!-- q: quick pnp tv — -->", "<!-- from: nowhere.csv -->"))
+    assert len(elsewhere) == 1 and "names nowhere.csv" in elsewhere[0]
