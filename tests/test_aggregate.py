@@ -9,7 +9,14 @@ import pandas as pd
 import pytest
 
 from lipbench.plumbing.io import write_formatted
-from lipbench.steps.aggregate import aggregate, convergence_stats, convergence_table, provenance, psnr_table
+from lipbench.steps.aggregate import (
+    aggregate,
+    convergence_stats,
+    convergence_table,
+    provenance,
+    psnr_table,
+    stability_table,
+)
 
 
 def _records() -> pd.DataFrame:
@@ -82,6 +89,58 @@ def test_aggregate_writes_every_format(tmp_path):
     results = pd.read_csv(tmp_path / "out" / "results.csv")
     assert set(results.metric) >= {"psnr", "c_final", "lip_J", "lip2_Q"}
     assert (results.config_hash == "abc123").all() and results.lipbench_version.notna().all()
+
+
+def _long_records() -> pd.DataFrame:
+    """Two images × two kernels, iterations 10..50: standard PnP peaks at 20 then drifts, the
+    equivariant run keeps rising."""
+    curves = {
+        ("pnp", "levin1"): [28.0, 29.0, 28.5, 28.0, 27.5],
+        ("pnp", "gaussian_1_6"): [26.0, 26.5, 26.4, 26.3, 26.2],
+        ("equivariant-random", "levin1"): [28.0, 28.5, 28.7, 28.8, 28.9],
+        ("equivariant-random", "gaussian_1_6"): [26.0, 26.2, 26.3, 26.4, 26.5],
+    }
+    rows = []
+    for (method, kernel), curve in curves.items():
+        for image, offset in (("a", -0.5), ("b", 0.5)):
+            for k, psnr in enumerate(curve, start=1):
+                rows.append({"denoiser": "dncnn", "lam": 0.0, "method": method, "image": image, "kernel": kernel,
+                             "iteration": 10 * k, "c": 1e-3, "psnr": psnr + offset})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_stability_table_reads_the_peak_and_the_loss_off_the_mean_curve():
+    table = stability_table(_long_records()).set_index(["method", "kernel"])
+    standard = table.loc[("pnp", "levin1")]
+    assert standard.psnr_peak == 29.0 and standard.peak_iteration == 20 and standard.psnr_final == 27.5
+    assert standard.loss == pytest.approx(1.5) and standard.iterations == 50
+    both = table.loc[("pnp", "all")]  # mean over kernels first: 27, 27.75, 27.45, 27.15, 26.85
+    assert both.psnr_peak == pytest.approx(27.75) and both.peak_iteration == 20 and both.loss == pytest.approx(0.9)
+    assert table.loc[("equivariant-random", "all")].loss == 0 and table.loc[
+        ("equivariant-random", "all")
+    ].psnr_final == (pytest.approx(27.7))
+    assert list(table.index.get_level_values("kernel")[:3]) == ["gaussian_1_6", "levin1", "all"]  # all last
+
+
+def test_aggregate_writes_the_stability_table_and_its_rows_with_long_runs(tmp_path):
+    final = pd.DataFrame(
+        {"denoiser": "dncnn", "lam": [0.0], "method": ["pnp"], "image": ["a"], "kernel": ["levin1"],
+         "psnr": [25.0], "psnr_best": [25.0], "ssim": [0.7], "psnr_input": [20.0]}
+    )  # fmt: skip
+    lip = pd.DataFrame({"denoiser": "dncnn", "lam": [0.0], "image": ["a"], "point": ["noisy"], "operator": ["J"],
+                        "element": ["r0"], "lip_J": [1.1], "lip2_Q": [1.3]})  # fmt: skip
+    paths = {}
+    for name, table in {"final": final, "records": _records(), "lip": lip, "long": _long_records()}.items():
+        paths[name] = tmp_path / f"{name}.csv"
+        table.to_csv(paths[name], index=False)
+    args = [paths["final"]], [paths["records"]], [paths["lip"]]
+    tables = aggregate(*args, tmp_path / "out", provenance("test"), long_records=[paths["long"]])
+    assert (tmp_path / "out" / "stability.md").is_file() and len(tables["stability"]) == 6
+    results = pd.read_csv(tmp_path / "out" / "results.csv")
+    loss = results.query("step == 'pnp-long' and metric == 'psnr_loss' and method == 'pnp' and kernel == 'all'")
+    assert loss.value.item() == pytest.approx(0.9)
+    without = aggregate(*args, tmp_path / "out2", provenance("test"))
+    assert "stability" not in without and not (tmp_path / "out2" / "stability.csv").exists()
 
 
 def test_latex_tables_escape_names_and_cells_and_print_lambda_exactly(tmp_path):

@@ -13,6 +13,9 @@ penalty, such as TV). Rows keep the order of the inputs. Outputs (per table: CSV
 * ``convergence``: denoiser × λ × method → final c_k, iterations where c_k increased, first k with
   c_k < 1e-4 (median over images; "not reached" if an image never gets there);
 * ``denoising``: denoiser × λ → PSNR of J on the noisy test set (BSD68) at the training noise level;
+* ``stability`` (with long runs, paper 2's stability figure): denoiser × λ × method × kernel (and
+  ``all`` kernels) → the peak of the mean PSNR curve over the images, its iteration, the final
+  value and the loss from the peak;
 * ``tv_tuning`` (with a TV baseline): the TV weights tried on the tuning images, the chosen one
   marked (its choice is also noted under the PSNR table and is a row of ``results.csv``).
 """
@@ -167,6 +170,28 @@ def convergence_table(stats: pd.DataFrame) -> pd.DataFrame:
     return in_order(table.reset_index(), keys)
 
 
+def stability_table(long_records: pd.DataFrame) -> pd.DataFrame:
+    """Per long run and kernel, and over every kernel (``all``): the PSNR curve averaged over the
+    images (and kernels), its peak ``psnr_peak`` at ``peak_iteration``, its last value ``psnr_final``
+    at ``iterations``, and ``loss`` = peak − final (paper 2: standard PnP drifts away from its peak,
+    equivariant PnP holds it)."""
+    keys = ["denoiser", "lam", "method"]
+    every = long_records.assign(kernel="all")
+    rows = []
+    for (*coords, kernel), run in pd.concat([long_records, every]).groupby([*keys, "kernel"], **ROWS):
+        curve = run.groupby("iteration").psnr.mean()
+        rows.append({
+            **dict(zip(keys, coords, strict=True)), "kernel": kernel, "iterations": int(curve.index.max()),
+            "psnr_peak": curve.max(), "peak_iteration": int(curve.idxmax()), "psnr_final": curve.iloc[-1],
+            "loss": curve.max() - curve.iloc[-1],
+        })  # fmt: skip
+    table = pd.DataFrame(rows, columns=[*keys, "kernel", "iterations", "psnr_peak", "peak_iteration", "psnr_final",
+                                        "loss"])  # fmt: skip
+    return in_order(table.assign(all_last=table.kernel == "all"), [*keys, "all_last", "kernel"]).drop(
+        columns="all_last"
+    )
+
+
 def denoising_table(den: pd.DataFrame) -> pd.DataFrame:
     table = den.groupby(keys := ["denoiser", "lam", "dataset", "sigma"], **ROWS).agg(
         psnr=("psnr", "mean"), psnr_std=("psnr", "std"), psnr_noisy=("psnr_noisy", "mean"), images=("psnr", "size")
@@ -195,8 +220,11 @@ def long_format(
     den: pd.DataFrame,
     prov: dict[str, str],
     tuning: pd.DataFrame | None = None,
+    stability: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One row per measured value: experiment coordinates, ``metric``, ``value`` and provenance."""
+    """One row per measured value: experiment coordinates, ``metric``, ``value`` and provenance (the
+    long runs' :func:`stability_table` as ``step`` ``pnp-long``, metrics ``psnr_peak``,
+    ``psnr_final`` and ``psnr_loss``)."""
     parts = []
     pnp_keys = ["denoiser", "lam", "method", "image", "kernel"]
     for metrics, table in ((["psnr", "psnr_best", "ssim", "psnr_input"], final), (["c_final", "increases"], stats)):
@@ -210,6 +238,11 @@ def long_format(
     if tuning is not None and not tuning.empty:
         chosen = tuning.loc[tuning.chosen, "prox_weight"].iloc[0]
         parts.append(pd.DataFrame([{"denoiser": "tv", "metric": "tv_weight", "value": chosen, "step": "tune"}]))
+    if stability is not None and not stability.empty:
+        named = stability.rename(columns={"loss": "psnr_loss"})
+        long_keys = ["denoiser", "lam", "method", "kernel"]
+        metrics = ["psnr_peak", "psnr_final", "psnr_loss"]
+        parts.append(named.melt(id_vars=long_keys, value_vars=metrics, var_name="metric").assign(step="pnp-long"))
     out = pd.concat(parts, ignore_index=True)
     return out.assign(**prov)
 
@@ -223,6 +256,7 @@ def aggregate(
     *,
     denoise: Iterable[str | Path] = (),
     tuning: Iterable[str | Path] = (),
+    long_records: Iterable[str | Path] = (),
 ) -> dict[str, pd.DataFrame]:
     """Build and write every table (see the module docstring) under ``out``."""
     final = read_tables(finals, [*COORDS, "method", "image", "kernel", "psnr", "psnr_best", "ssim", "psnr_input"])
@@ -234,6 +268,7 @@ def aggregate(
         tuning, ["stage", "prox_weight", "psnr", "psnr_std", "chosen", "tuning_dataset", "tuning_images"]
     )
     stats = convergence_stats(recs)
+    long_recs = read_tables(long_records, [*COORDS, "method", "image", "kernel", "iteration", "psnr"])
     tables = {
         "lipschitz": lipschitz_table(lip),
         "bounds": bounds_table(lip),
@@ -244,6 +279,8 @@ def aggregate(
         tables["denoising"] = denoising_table(den)
     if not tune.empty:
         tables["tv_tuning"] = tuning_table(tune)
+    if not long_recs.empty:
+        tables["stability"] = stability_table(long_recs)
     captions = {
         "lipschitz": "Spectral norms of the Jacobians of J and Q = 2J - Id (mean and max over BSD10).",
         "bounds": "Global max of ||dQ||^2: at the test crops, the worst found anywhere (a lower bound; of J and of "
@@ -252,11 +289,12 @@ def aggregate(
         "convergence": "Convergence of PnP: final c_k, iterations where c_k increased, first k with c_k < 1e-4.",
         "denoising": "Denoising PSNR (dB) at the training noise level, mean and std over the test set.",
         "tv_tuning": "TV baseline: mean final PSNR (dB) on the tuning images per prox weight w = γλ.",
+        "stability": "Long PnP runs: peak and final of the mean PSNR curve (dB) and the loss from the peak.",
     }
     notes = {"psnr": tuning_note(tune)} if not tune.empty else {}
     for name, table in tables.items():
         write_formatted(table, out / name, captions[name], notes.get(name, ""))
-    write_table(long_format(final, stats, lip, den, prov, tune), out / "results.csv")
+    write_table(long_format(final, stats, lip, den, prov, tune, tables.get("stability")), out / "results.csv")
     return tables
 
 
@@ -266,6 +304,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lipschitz", nargs="+", required=True, help="tables of `lipbench lipschitz`")
     p.add_argument("--denoise", nargs="*", default=[], help="tables of `lipbench denoise` (default: none)")
     p.add_argument("--tuning", nargs="*", default=[], help="tuning.csv of `lipbench tune-tv` (default: none)")
+    p.add_argument("--long-records", nargs="*", default=[], help="records of the long PnP runs (default: none)")
     p.add_argument("--config-name", default="adhoc", help="recorded in the provenance columns (default: %(default)s)")
     p.add_argument("--config-hash", default="", help="hash of the effective configuration (recorded; default: none)")
     p.add_argument("--device", default="cpu", help="device recorded in the provenance columns (default: %(default)s)")
@@ -275,8 +314,9 @@ def run(args: argparse.Namespace) -> int:
     prov = provenance(args.config_name, args.config_hash, args.device)
     with staged_folder(args.out) as staging:  # all or nothing
         tables = aggregate(
-            args.finals, args.records, args.lipschitz, staging, prov, denoise=args.denoise, tuning=args.tuning
-        )
+            args.finals, args.records, args.lipschitz, staging, prov, denoise=args.denoise, tuning=args.tuning,
+            long_records=args.long_records,
+        )  # fmt: skip
     for name, table in tables.items():
         print(f"{name}: {len(table)} rows")
     print(f"wrote {args.out}")

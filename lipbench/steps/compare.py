@@ -45,6 +45,9 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "lip2_Q": Tolerance(0.02, relative=True),
     "tv_weight": Tolerance(1e-6, relative=True),  # chosen from a grid: any move is a different choice
     "denoise_psnr": Tolerance(0.1),  # dB
+    "psnr_peak": Tolerance(0.1),  # dB, the long runs' mean PSNR curve (stability table)
+    "psnr_final": Tolerance(0.1),
+    "psnr_loss": Tolerance(0.1),
 }
 
 

@@ -10,6 +10,7 @@ rule aggregate:
         lipschitz=expand(f"{OUT}/lipschitz/{{denoiser}}.csv", denoiser=DENOISERS),
         denoise=expand(f"{OUT}/denoise/{{denoiser}}.csv", denoiser=DENOISERS),
         tuning=[f"{OUT}/models/tv/tuning.csv"] if config.get("tv") else [],
+        long_records=[f"{OUT}/pnp-long/{denoiser}/{method}/records.csv" for denoiser, method in LONG_RUNS],
     output:
         [
             report(f"{OUT}/tables/{table}.csv", caption="../report/table.rst", category="Tables", labels={"table": table})
@@ -22,6 +23,7 @@ rule aggregate:
     params:
         folder=lambda wildcards, output: os.path.dirname(output[0]),
         tuning=lambda wildcards, input: f"--tuning {input.tuning}" if input.tuning else "",
+        long=lambda wildcards, input: f"--long-records {input.long_records}" if input.long_records else "",
         name=config["name"],
         device=config["device"],
         config_hash=CONFIG_HASH,
@@ -30,7 +32,7 @@ rule aggregate:
         ENV
     shell:
         "lipbench aggregate --finals {input.finals} --records {input.records} --lipschitz {input.lipschitz}"
-        " --denoise {input.denoise} {params.tuning}"
+        " --denoise {input.denoise} {params.tuning} {params.long}"
         " --out {params.folder} --config-name {params.name} --device {params.device}"
         " --config-hash {params.config_hash} > {log} 2>&1"
 

@@ -22,10 +22,13 @@ DENOISERS = denoisers(config)  # lam<λ> for the λ grid, the `denoisers` sectio
 PRETRAINED = pretrained(config)  # `denoisers` entries with weights: no training
 EXTRA = [name for name in config["denoisers"] if name not in PRETRAINED]
 PNP_RUNS = pnp_runs(config)  # (denoiser, method)
-TABLES = ["lipschitz", "bounds", "psnr", "convergence", "denoising", *(["tv_tuning"] if config.get("tv") else [])]
 FIGURES = ["convergence", "psnr_iterations", "lipschitz", "tradeoff", "panel"]
 CONFIG_HASH = config_hash(config)
 LONG_RUNS = long_runs(config)
+TABLES = [
+    "lipschitz", "bounds", "psnr", "convergence", "denoising",
+    *(["tv_tuning"] if config.get("tv") else []), *(["stability"] if LONG_RUNS else []),
+]
 SHARED = shared_args(config)  # --device, --root
 ENV = "../../environment.yml"
 
