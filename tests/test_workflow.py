@@ -24,7 +24,7 @@ import pytest
 import torch
 import yaml
 
-from lipbench.cli import STEPS, build_parser, command, step_module
+from lipbench.cli import STEPS, build_parser, command, main, step_module
 from lipbench.plumbing.codehash import code_closure, code_hash_of
 from lipbench.plumbing.errors import LipbenchError
 from lipbench.plumbing.options import from_args, to_flags
@@ -249,7 +249,7 @@ def test_step_arguments_follow_the_config():
     assert "--steps 60 --label certified" in certified
 
 
-@pytest.mark.parametrize("name", ["paper", "config", "ci", "gpu-slice"])
+@pytest.mark.parametrize("name", ["paper", "config", "ci", "gpu-slice", "cpu"])
 def test_long_runs_follow_paper_2_and_the_tables_paper_1(name):
     """The command lines, parsed by lipbench's own parser: the tables with PnP-MMO's test protocol,
     the long runs (the stability figure) with Equivariant PnP's, whatever else is shared."""
@@ -734,3 +734,12 @@ def test_changed_data_are_verified_again_before_any_job_reads_them(tmp_path, dat
     assert failed.returncode != 0
     log = (workdir / "runs" / "ci" / "logs" / "verify_data.log").read_text()
     assert "1 source(s) failed verification" in log and not (workdir / target).exists()
+
+
+def test_every_shipped_configuration_passes_check_config(capsys):
+    """config/*.yaml, the cpu scale included: schema, preflight (crops, kernels, models), one line each."""
+    paths = sorted((REPO / "config").glob("*.yaml"))
+    assert {p.name for p in paths} >= {"config.yaml", "ci.yaml", "cpu.yaml", "paper.yaml", "gpu-slice.yaml"}
+    assert main(["check-config", *map(str, paths)]) == 0
+    out = capsys.readouterr().out
+    assert out.count(": ok (runs/") == len(paths) and "cpu.yaml: ok (runs/cpu, 6 denoisers)" in out
