@@ -48,6 +48,7 @@ def study(runs: pd.DataFrame, tv: dict[str, float]) -> pd.DataFrame:
     out["denoise_gain"] = out.den_psnr - out.den_noisy
     out["pnp_mean"] = out[KERNELS].mean(axis=1)
     out["gap_to_tv"] = out.pnp_mean - sum(tv.values()) / len(tv)
+    out[["depth", "width", "steps", "train_s"]] = out[["depth", "width", "steps", "train_s"]].round().astype(int)
     return out.sort_values(["model", "width", "steps"]).reset_index(drop=True)
 
 
@@ -61,8 +62,10 @@ def figure(table: pd.DataFrame, path: Path) -> None:
     sns.lineplot(widths, x="width", y="gap_to_tv", marker="o", ax=axes[1])
     axes[1].set(xlabel="width (DnCNN-10, 4 000 steps)")
     for ax in axes:
-        ax.axhline(1.0, ls="--", c="grey", lw=1)
-        ax.axhline(0.0, ls=":", c="grey", lw=1)
+        ax.axhline(1.0, ls="--", c="grey", lw=1, label="target: TV + 1 dB")
+        ax.axhline(0.0, ls=":", c="grey", lw=1, label="TV")
+        ax.set_ylim(min(-0.3, dncnn.gap_to_tv.min() - 0.1), 1.2)
+    axes[1].legend(loc="lower right", frameon=False)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=150)
