@@ -93,7 +93,7 @@ def test_the_readme_runs_the_main_job_from_a_fresh_clone():
 
 
 def test_the_readme_table_is_the_published_quick_summary():
-    from lipbench.steps.summary import summary_markdown
+    from lipbench.steps.headline import summary_markdown
 
     readme = (REPO / "README.md").read_text()
     match = re.search(r"<!-- summary: lipbench summary (\S+) -->\n(.*?)<!-- /summary -->", readme, re.S)

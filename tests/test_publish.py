@@ -51,7 +51,7 @@ def test_the_summary_reads_each_quantity_from_its_rows():
 
     import pandas as pd
 
-    from lipbench.steps.summary import summary_table
+    from lipbench.steps.headline import summary_table
 
     def row(denoiser, lam, step, metric, value, **more):
         return {"denoiser": denoiser, "lam": lam, "step": step, "metric": metric, "value": value, **more}

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from lipbench.plumbing.io import read_table
-from lipbench.steps.summary import COLUMNS, summary_table
+from lipbench.steps.headline import COLUMNS, summary_table
 
 REPO = Path(__file__).resolve().parents[1]
 NUMBER = r"(\d+(?:\.\d+)?)"

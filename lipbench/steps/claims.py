@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from lipbench.plumbing.io import read_table
-from lipbench.steps.summary import COLUMNS, summary_table
+from lipbench.steps.headline import COLUMNS, summary_table
 
 MET, MISSED, UNMEASURED = "met", "not met", "not measured"
 BASELINES = ("tv",)  # not learned
