@@ -74,3 +74,5 @@ def test_strict_exits_1_unless_every_claim_is_met(tables, capsys):
     assert main(["summary", str(tables / "results.csv"), "--claims", "--out", str(out)]) == 0
     assert main(["summary", str(tables / "results.csv"), "--claims", "--strict"]) == 1  # quick misses C5
     assert "| C5 " in out.read_text() and "not met" in capsys.readouterr().out
+    assert main(["summary", str(tables / "results.csv"), "--strict"]) == 2  # --strict alone judges nothing
+    assert "--strict judges the claims" in capsys.readouterr().err

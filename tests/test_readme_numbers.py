@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from lipbench.plumbing.io import read_table
-from lipbench.steps.headline import COLUMNS, summary_table
+from lipbench.steps.headline import COLUMNS, lam_text, summary_table
 
 REPO = Path(__file__).resolve().parents[1]
 NUMBER = r"(\d+(?:\.\d+)?)"
@@ -35,7 +35,7 @@ def published(run: str) -> pd.DataFrame:
     summary = summary_table(read_table(tables / "results.csv", ["step", "denoiser", "lam", "metric", "value"]))
     summary = summary.rename(columns={v: k for k, v in COLUMNS.items()}).set_index(["denoiser", "lam"])
     bounds = pd.read_csv(tables / "bounds.csv")
-    bounds["lam"] = bounds.lam.map(lambda v: "—" if pd.isna(v) else f"{v:g}")
+    bounds["lam"] = bounds.lam.map(lam_text)
     return summary.join(bounds.set_index(["denoiser", "lam"])[["worst_clamped", "upper"]])
 
 

@@ -170,7 +170,7 @@ def certify(
             "model": payload["model_config"], "pretrained": payload.get("pretrained"),
             "upper_how": str(lip_table.upper_how.iloc[0]),
             "worst_found": float(bounds.worst_J.max()),
-            "upper": float(bounds.upper.iloc[0]) if math.isfinite(bounds.upper.iloc[0]) else None,
+            "upper": _finite(float(bounds.upper.iloc[0])),
             "intervals": [{k: _finite(v) for k, v in row.items()} for row in bounds.to_dict("records")],
             "equivariance_gap": {"mean": float(gaps.gap_mean.mean()), "max": float(gaps.gap_mean.max()),
                                  "worst_g_max": float(gaps.gap_worst_g.max())},

@@ -24,10 +24,15 @@ COLUMNS = {
 }
 
 
+def lam_text(lam: float) -> str:
+    """λ as the headline table writes it: ``%g``, ``—`` for none (TV, the blurred input)."""
+    return "—" if pd.isna(lam) else f"{lam:g}"
+
+
 def summary_table(results: pd.DataFrame) -> pd.DataFrame:
     """One row per denoiser (in the table's order) of the quantities in :data:`COLUMNS`; λ as text
     (``%g``, ``—`` for none: TV, the blurred input)."""
-    rows = results.assign(lam=results.lam.map(lambda v: "—" if pd.isna(v) else f"{v:g}"))
+    rows = results.assign(lam=results.lam.map(lam_text))
     keys = ["denoiser", "lam"]
 
     def per_denoiser(selected: pd.DataFrame, name: str, how: str) -> pd.Series:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 
 from lipbench.plumbing.command import Command
+from lipbench.plumbing.errors import LipbenchError
 from lipbench.plumbing.io import atomic_write
 from lipbench.steps.headline import summary_markdown
 
@@ -22,6 +23,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.strict and not args.claims:
+        raise LipbenchError("--strict judges the claims: give it with --claims")
     if args.claims:
         from lipbench.steps.claims import MET, claims, claims_markdown
 
