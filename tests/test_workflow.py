@@ -33,6 +33,7 @@ from lipbench.workflow.codehash import command_code_hash
 from lipbench.workflow.config import SCHEMA, SECTIONS, options_markdown, schema, validated
 from lipbench.workflow.rules import (
     config_hash,
+    data_stamp,
     denoise_args,
     effective,
     extra_args,
@@ -710,6 +711,26 @@ def test_a_killed_training_job_resumes_from_its_checkpoint_to_the_same_weights(t
     resumed = re.search(r"resumed from step (\d+) of ", log)
     assert resumed and int(resumed.group(1)) >= step, log[-2000:]
     assert hashlib.sha256((cut / target).read_bytes()).hexdigest() == expected
+
+
+def test_data_stamp_follows_the_bytes_not_the_mtimes(tmp_path, data_dir):
+    """A data folder copied anew (fresh mtimes) keeps verify_data's stamp, so nothing reruns; a flipped
+    byte or a missing file changes it."""
+    config = {"data": {"sources": ["set3c"], "root": str(tmp_path / "a")}}
+    shutil.copytree(data_dir / "Set3C", tmp_path / "a" / "Set3C")
+    stamp = data_stamp(config)
+    moved = {"data": {"sources": ["set3c"], "root": str(tmp_path / "b")}}
+    shutil.copytree(tmp_path / "a", tmp_path / "b", copy_function=shutil.copyfile)  # new mtimes
+    for image in (tmp_path / "b" / "Set3C").iterdir():
+        os.utime(image, (1e9, 1e9))
+    assert data_stamp(moved) == stamp
+    image = tmp_path / "b" / "Set3C" / "leaves.png"
+    data = bytearray(image.read_bytes())
+    data[-100] ^= 0xFF
+    image.write_bytes(bytes(data))
+    flipped = data_stamp(moved)
+    image.unlink()
+    assert len({stamp, flipped, data_stamp(moved)}) == 3
 
 
 @pytest.mark.workflow

@@ -1,8 +1,8 @@
 from lipbench.workflow.rules import data_stamp
 
 
-# the data files' stamp (their paths, sizes and mtimes) is a param: a file that changes, appears or
-# moves to another data root makes the checksums run again, before any job that reads the data
+# the data files' stamp (their paths and SHA-256s) is a param: a file that changes, appears or goes
+# makes the checksums run again, before any job that reads the data; fresh mtimes alone do not
 rule verify_data:
     output:
         f"{OUT}/data/verified.txt",
