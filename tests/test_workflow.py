@@ -423,6 +423,24 @@ def test_a_fresh_clone_plans_the_whole_quick_run_with_the_readmes_command(tmp_pa
 
 
 @pytest.mark.slow
+def test_published_models_let_the_evaluation_run_without_training(tmp_path):
+    """docs/workflow.md's recipe for `publish --models` (results/cpu/models): verify the data, copy the
+    models in with one mtime, run. Snakemake then plans every evaluation and no training job."""
+    workdir = _workdir(tmp_path)
+    assert _snakemake(workdir, "-p", "runs/ci/data/verified.txt").returncode == 0
+    labels = ["lam0", *(f"lam{lam_label(lam)}" for lam in _ci()["train"]["lambdas"][1:]), "certified"]
+    for label in labels:  # the recipe copies results/<name>/models/ (any bytes: the plan reads none)
+        (workdir / "runs" / "ci" / "models" / label).mkdir(parents=True)
+        (workdir / "runs" / "ci" / "models" / label / "model.pt").write_bytes(b"published")
+    stamp = time.time()
+    for model in (workdir / "runs" / "ci" / "models").glob("*/model.pt"):
+        os.utime(model, (stamp, stamp))  # `touch -d @<one time>`: no model is newer than another
+    planned = _planned(_snakemake(workdir, "-n").stdout)
+    assert not {"train_base", "finetune", "train_extra"} & planned.keys(), planned
+    assert planned["lipschitz"] == len(labels) + 1 and planned["pnp"] >= len(labels) and planned["reference"] == 1
+
+
+@pytest.mark.slow
 def test_slurm_profile_plans_the_paper_configuration_which_replaces_the_quick_default(tmp_path):
     workdir = _workdir(tmp_path)
     shutil.copy(REPO / "config" / "paper.yaml", workdir / "config" / "paper.yaml")
