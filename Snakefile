@@ -33,6 +33,16 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/reference.smk"
 
 
+# Bookkeeping runs where Snakemake runs, never as a cluster job: the checksums, the tables, the figures
+# and the comparison take seconds, less than a submission and its queue (on a cluster: the login node).
+localrules:
+    verify_data,
+    aggregate,
+    calibrate,
+    figures,
+    reference,
+
+
 report: "workflow/report/workflow.rst"
 
 

@@ -101,7 +101,28 @@ def ratios(data: dict) -> list[dict[str, Any]]:
     return rows
 
 
-def goals_table(runs: list[tuple[str, dict]]) -> list[str]:
+WALL_GOALS_H = {"cpu": 3.0}  # configuration → its wall-time goal on 2 CPU cores (issue 24)
+
+
+def load_walls(folder: Path) -> list[tuple[str, dict]]:
+    """``benchmarks/run_wall.py``'s records of whole-configuration runs (``end-to-end/*-config-*.json``)."""
+    return [(p.relative_to(folder).as_posix(), json.loads(p.read_text()))
+            for p in sorted(folder.glob("end-to-end/*-config-*.json"))]  # fmt: skip
+
+
+def wall_rows(walls: list[tuple[str, dict]], columns: int) -> list[str]:
+    lines = []
+    for name, record in walls:
+        goal = WALL_GOALS_H.get(record["run"])
+        parts = len(record["invocations"])
+        verdict = "" if goal is None else (" met" if record["wall_s"] <= goal * 3600 else " **missed**")
+        lines.append(f"| {record['run']} configuration end to end, `snakemake --cores 2`, {parts} invocation(s) "
+                     f"(`{name}`) | {'≤ ' + str(goal) + ' h' if goal else '—'} | {_hours(record['wall_s'])}{verdict} |"
+                     + " |" * (columns - 1))  # fmt: skip
+    return lines
+
+
+def goals_table(runs: list[tuple[str, dict]], walls: list[tuple[str, dict]] = ()) -> list[str]:
     suite = [(n, d) for n, d in runs if any(b["name"].startswith("test_linearization") for b in d["benchmarks"])]
     head = "| quantity | goal | " + " | ".join(run_label(n, d) for n, d in suite) + " |"
     lines = [head, "|---|---|" + "---|" * len(suite)]
@@ -125,7 +146,7 @@ def goals_table(runs: list[tuple[str, dict]]) -> list[str]:
                      f"{_fmt_time(b['stats']['median'])} {verdict} |" + " |" * (len(suite) - 1))  # fmt: skip
     if not e2e:
         lines.append("| quick configuration end to end | ≤ 15 min | not measured |" + " |" * (len(suite) - 1))
-    return [*lines, ""]
+    return [*lines, *wall_rows(list(walls), len(suite)), ""]
 
 
 def run_tables(name: str, data: dict) -> list[str]:
@@ -430,7 +451,7 @@ def render(folder: Path = RESULTS, paper_path: Path = REPO / "config" / "paper.y
         "",
         "## Goals",
         "",
-        *goals_table(suite),
+        *goals_table(suite, load_walls(folder)),
     ]
     if "pnp_options" in gpu:
         o = gpu["pnp_options"]

@@ -92,13 +92,21 @@ def test_the_readme_runs_the_main_job_from_a_fresh_clone():
     assert '[ -n "$LIPBENCH_DATA" ] || lipbench fetch' in command  # offline: the data pointed to
 
 
-def test_the_readme_table_is_the_published_quick_summary():
+def test_the_readme_tables_are_the_published_summaries_and_claims():
+    """Every `lipbench summary` block of the README (the cpu scale's and quick's headline tables, the cpu
+    scale's claims) is what the command prints for the committed table it names."""
+    from lipbench.steps.claims import claims, claims_markdown
     from lipbench.steps.headline import summary_markdown
 
     readme = (REPO / "README.md").read_text()
-    match = re.search(r"<!-- summary: lipbench summary (\S+) -->\n(.*?)<!-- /summary -->", readme, re.S)
-    assert match and match.group(1) == "results/quick/tables/results.csv"
-    assert match.group(2) == summary_markdown(REPO / match.group(1))
+    blocks = re.findall(r"<!-- summary: lipbench summary (\S+)( --claims)? -->\n(.*?)<!-- /summary -->", readme, re.S)
+    assert {(path, flag) for path, flag, _ in blocks} == {
+        ("results/cpu/tables/results.csv", ""),
+        ("results/cpu/tables/results.csv", " --claims"),
+        ("results/quick/tables/results.csv", ""),
+    }
+    for path, flag, text in blocks:
+        assert text == (claims_markdown(claims(REPO / path)) if flag else summary_markdown(REPO / path)), path
 
 
 def test_the_readmes_bounds_table_is_the_published_one():
