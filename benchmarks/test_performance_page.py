@@ -17,7 +17,8 @@ def test_page_from_the_saved_runs(tmp_path):
     page = render()
     for quantity, goal, _, _ in GOALS:
         assert quantity in page and (goal is None or f"≤ {goal}" in page)
-    for needle in ("quick configuration end to end", "## `config/paper.yaml` on one H100: estimate", "## Scaling",
+    for needle in ("quick configuration end to end", "cpu configuration end to end",
+                   "## `config/paper.yaml` on one H100: estimate", "## Scaling",
                    "test_pnp_iterations[standard]", "baseline", "NVIDIA H100"):  # fmt: skip
         assert needle in page
     assert main(["--out", str(tmp_path / "perf.md")]) == 0
