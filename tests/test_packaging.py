@@ -93,14 +93,18 @@ def test_the_readme_runs_the_main_job_from_a_fresh_clone():
 
 
 def test_the_readme_tables_are_the_published_summaries_and_claims():
-    """Every `lipbench summary` block of the README (quick's headline table) is what the command prints
-    for the committed table it names."""
+    """Every `lipbench summary` block of the README (the cpu scale's and quick's headline tables, the cpu
+    scale's claims) is what the command prints for the committed table it names."""
     from lipbench.steps.claims import claims, claims_markdown
     from lipbench.steps.headline import summary_markdown
 
     readme = (REPO / "README.md").read_text()
     blocks = re.findall(r"<!-- summary: lipbench summary (\S+)( --claims)? -->\n(.*?)<!-- /summary -->", readme, re.S)
-    assert {(path, flag) for path, flag, _ in blocks} == {("results/quick/tables/results.csv", "")}
+    assert {(path, flag) for path, flag, _ in blocks} == {
+        ("results/cpu/tables/results.csv", ""),
+        ("results/cpu/tables/results.csv", " --claims"),
+        ("results/quick/tables/results.csv", ""),
+    }
     for path, flag, text in blocks:
         assert text == (claims_markdown(claims(REPO / path)) if flag else summary_markdown(REPO / path)), path
 
