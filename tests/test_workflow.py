@@ -429,7 +429,7 @@ def test_published_models_let_the_evaluation_run_without_training(tmp_path):
     workdir = _workdir(tmp_path)
     assert _snakemake(workdir, "-p", "runs/ci/data/verified.txt").returncode == 0
     labels = ["lam0", *(f"lam{lam_label(lam)}" for lam in _ci()["train"]["lambdas"][1:]), "certified"]
-    for label in labels:  # the recipe copies results/<name>/models/ (any bytes: the plan reads none)
+    for label in [*labels, "tv"]:  # results/<name>/models/ as published: TV too (any bytes: the plan reads none)
         (workdir / "runs" / "ci" / "models" / label).mkdir(parents=True)
         (workdir / "runs" / "ci" / "models" / label / "model.pt").write_bytes(b"published")
     stamp = time.time()
@@ -437,6 +437,7 @@ def test_published_models_let_the_evaluation_run_without_training(tmp_path):
         os.utime(model, (stamp, stamp))  # `touch -d @<one time>`: no model is newer than another
     planned = _planned(_snakemake(workdir, "-n").stdout)
     assert not {"train_base", "finetune", "train_extra"} & planned.keys(), planned
+    assert planned["tune_tv"] == 1  # its tuning table is not published: TV is tuned again (seconds)
     assert planned["lipschitz"] == len(labels) + 1 and planned["pnp"] >= len(labels) and planned["reference"] == 1
 
 
