@@ -13,6 +13,7 @@ from torch.func import jacrev, vmap
 
 from lipbench.lipschitz import UpperBound, conv_norm_bound, conv_norm_circular, upper_bound
 from lipbench.models import CertifiedDenoiser, DnCNN, TVDenoiser
+from lipbench.models.dncnn import SILU_LIPSCHITZ
 
 REL = 1e-9
 SIZE = 6  # DnCNN / certified test images: 1×1×6×6, Jacobians 36×36
@@ -142,6 +143,8 @@ def dense_bound(model: DnCNN) -> float:
             product *= sigma(linear, (layer.in_channels, *grid))
         elif isinstance(layer, nn.LeakyReLU):
             product *= max(1.0, abs(layer.negative_slope))
+        elif isinstance(layer, nn.SiLU):
+            product *= SILU_LIPSCHITZ
     return (1 + 2 * product) ** 2
 
 
@@ -156,7 +159,9 @@ def points(seed: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("residual", [True, False])
-@pytest.mark.parametrize(("activation", "batchnorm"), [("leaky_relu", False), ("relu", False), ("leaky_relu", True)])
+@pytest.mark.parametrize(
+    ("activation", "batchnorm"), [("leaky_relu", False), ("relu", False), ("leaky_relu", True), ("silu", False)]
+)
 def test_dncnn_bound_dominates_the_dense_jacobians(residual, activation, batchnorm):
     model = dncnn(3, residual, activation, batchnorm)
     bound = model.fne_upper_bound((SIZE, SIZE))
@@ -186,6 +191,14 @@ def test_dncnn_bound_is_attained_by_aligned_deltas():
     assert bound.lip2_Q == pytest.approx((1 + 2 * 1.5 * 0.8 * 1.2) ** 2, rel=1e-12)
     x = torch.rand(8, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
     assert max_lip2_q(model, x) == pytest.approx(bound.lip2_Q, rel=1e-12)
+
+
+def test_silu_lipschitz_constant_is_its_largest_slope_rounded_up():
+    t = torch.linspace(-20, 20, 400_001, dtype=torch.float64, requires_grad=True)
+    (slope,) = torch.autograd.grad(F.silu(t).sum(), t)
+    assert slope.abs().max().item() == pytest.approx(1.0998, abs=1e-4)  # at t ≈ 2.40; SiLU' → 0, 1 in the tails
+    assert slope.abs().max().item() <= SILU_LIPSCHITZ < slope.abs().max().item() + 1e-3
+    assert "1.1^2·" in dncnn(8, True, "silu", False).fne_upper_bound((SIZE, SIZE)).how
 
 
 def test_dncnn_activation_slope_above_one_enters_the_bound():

@@ -48,6 +48,12 @@ def dncnn_relu_no_residual() -> nn.Module:
     return _seeded(DnCNN(depth=3, width=5, activation="relu", residual=False), 2)
 
 
+def dncnn_silu_clamped() -> nn.Module:
+    model = _seeded(DnCNN(depth=4, width=6, activation="silu"), 8)
+    model.clamp = True  # eval mode: J's output clamped to [0, 1] (test_fast_and_autograd… clamps inputs too)
+    return model
+
+
 class TanhNet(nn.Module):
     """Not piecewise linear: only the autograd path applies."""
 
@@ -64,6 +70,7 @@ NETS = {
     "linear": linear_net,
     "dncnn": dncnn_leaky,
     "relu": dncnn_relu_no_residual,
+    "silu": dncnn_silu_clamped,
     "tanh": lambda: _seeded(TanhNet(), 3),
 }
 
@@ -175,8 +182,9 @@ def test_a_users_model_supplies_its_own_fast_path():
         lambda: DnCNN(depth=5, width=8).eval(),
         lambda: DnCNN(depth=4, width=8, activation="relu", clamp=True).eval(),
         lambda: DnCNN(depth=4, width=8, batchnorm=True).eval(),
+        lambda: DnCNN(depth=4, width=8, activation="silu", clamp=True).eval(),
     ],
-    ids=["leaky", "relu-clamp", "batchnorm-eval"],
+    ids=["leaky", "relu-clamp", "batchnorm-eval", "silu-clamp"],
 )
 def test_fast_and_autograd_paths_agree_in_float32(make, device):
     torch.manual_seed(0)
@@ -243,10 +251,13 @@ def test_training_batchnorm_is_refused():
     assert spectral_norm(model.eval(), torch.rand(2, 1, 8, 8), max_iter=3).sigma.shape == (2,)
 
 
+@pytest.mark.parametrize("activation", ["leaky_relu", "silu"])
 @pytest.mark.parametrize("method", ["fast", "autograd"])
 @pytest.mark.parametrize("reduction", ["max", "mean"])
-def test_penalty_gradient_matches_the_exact_sigma2_gradient(method, reduction, device):
-    model = _seeded(DnCNN(depth=3, width=4, negative_slope=0.2), 7)
+def test_penalty_gradient_matches_the_exact_sigma2_gradient(method, reduction, activation, device):
+    """With SiLU, ∂J depends on the weights through the slopes SiLU'(h) too: the fast path's
+    gradient must carry that term (recorded without a graph, it is off by far more than 1e-3)."""
+    model = _seeded(DnCNN(depth=3, width=4, activation=activation, negative_slope=0.2), 7)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(2, 1, 5, 4, dtype=torch.float64, generator=g)
     y = x + 0.1 * torch.randn(x.shape, generator=g, dtype=torch.float64)

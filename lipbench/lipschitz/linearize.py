@@ -2,11 +2,13 @@
 
 Implementations of one interface (:class:`Linearization`):
 
-* :class:`PiecewiseLinear` — the fast path for conv + ReLU/LeakyReLU stacks (DnCNN, plain
+* :class:`PiecewiseLinear` — the fast path for conv + ReLU/LeakyReLU/SiLU stacks (DnCNN, plain
   ``nn.Sequential``, a model of yours through :func:`piecewise_linear`): one forward records the
   activation slopes; ``J u`` and ``Jᵀ w`` are then ``conv2d`` / ``conv_transpose2d`` chains with
-  those slopes, no autograd. With grad enabled, ``jvp`` is differentiable in the weights (the slopes
-  are locally constant), which the firm-nonexpansiveness penalty uses.
+  those slopes, no autograd. With grad enabled, ``jvp`` is differentiable in the weights, which the
+  firm-nonexpansiveness penalty uses: a (Leaky)ReLU's slopes are locally constant, a SiLU's
+  ``SiLU'(h)`` depend on the weights through ``h``, so a stack with SiLUs records them once more, in
+  a forward with a graph, on the first product taken with grad enabled.
 * :class:`Autograd` — any differentiable ``f``: ``J u`` by forward-mode AD (``torch.func.jvp``),
   ``Jᵀ w`` by a vector-Jacobian product whose forward is recorded once. No setup cost; ``jvp``
   is differentiable in the weights.
@@ -93,13 +95,13 @@ def _eligible(layer: nn.Module) -> bool:
         )
     if isinstance(layer, _BatchNorm):
         return not layer.training and layer.running_mean is not None
-    return type(layer) in (nn.ReLU, nn.LeakyReLU, nn.Identity)
+    return type(layer) in (nn.ReLU, nn.LeakyReLU, nn.SiLU, nn.Identity)
 
 
 def piecewise_linear(body: nn.Sequential, *, residual: bool = False, clamps: bool = False) -> Builder | None:
     """The fast path (:class:`PiecewiseLinear`) of ``x ↦ body(x)`` (``+ x`` when ``residual``; input and
     output clamped to [0, 1] when ``clamps``) if every layer is a stride-1 zero-padded ``nn.Conv2d``,
-    an eval-mode batch-norm, a ReLU, LeakyReLU or Identity; else None. For ``fast_linearization()``."""
+    an eval-mode batch-norm, a ReLU, LeakyReLU, SiLU or Identity; else None. For ``fast_linearization()``."""
     if not all(_eligible(layer) for layer in body):
         return None
     return functools.partial(PiecewiseLinear, body, residual=residual, clamps=clamps)
@@ -118,7 +120,7 @@ def fast_linearization_of(f: object) -> Builder | None:
 
 
 def supports_fast_path(f: object) -> bool:
-    """Whether the fast path applies: a conv + (Leaky)ReLU stack or a model that supplies its own,
+    """Whether the fast path applies: a conv + ReLU/LeakyReLU/SiLU stack or a model that supplies its own,
     possibly inside ``Reflected`` and/or an ``Equivariant`` mean."""
     try:
         return fast_linearization_of(f) is not None
@@ -136,6 +138,16 @@ def _bn_scale(bn: _BatchNorm) -> torch.Tensor:
 def _inside(x: torch.Tensor) -> torch.Tensor:
     """Derivative of ``clamp(x, 0, 1)`` as autograd defines it (1 on the closed interval)."""
     return ((x >= 0) & (x <= 1)).to(x.dtype)
+
+
+def _slope(layer: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """The derivative of the activation ``layer`` at its input ``h``, as autograd computes it."""
+    if isinstance(layer, nn.SiLU):
+        s = torch.sigmoid(h)
+        return s * (1 + h * (1 - s))
+    slope = layer.negative_slope if isinstance(layer, nn.LeakyReLU) else 0.0
+    one, low = (torch.tensor(v, dtype=h.dtype, device=h.device) for v in (1.0, slope))
+    return torch.where(h > 0, one, low)
 
 
 def _conv(r: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
@@ -158,35 +170,49 @@ def _conv_transpose(r: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
 
 
 class PiecewiseLinear:
-    """Fast ``J u`` / ``Jᵀ w`` at ``x`` of a conv + (Leaky)ReLU stack ``body``, with the residual and
-    clamps of :func:`piecewise_linear` (see the module docstring)."""
+    """Fast ``J u`` / ``Jᵀ w`` at ``x`` of a conv + ReLU/LeakyReLU/SiLU stack ``body``, with the residual
+    and clamps of :func:`piecewise_linear` (see the module docstring)."""
 
     def __init__(self, body: nn.Sequential, x: torch.Tensor, *, residual: bool = False, clamps: bool = False) -> None:
         if not all(_eligible(layer) for layer in body):
-            raise TypeError(f"{type(body).__name__} is not a conv + ReLU/LeakyReLU stack: use the autograd path")
-        self.residual = residual
-        self.in_mask = self.out_mask = None
-        self.ops: list[tuple[str, object]] = []
+            raise TypeError(f"{type(body).__name__} is not a conv + ReLU/LeakyReLU/SiLU stack: use the autograd path")
+        self.body, self.x, self.residual, self.clamps = body, x, residual, clamps
+        self.smooth = any(isinstance(layer, nn.SiLU) for layer in body)
+        self._graph_ops: list[tuple[str, object]] | None = None
         with torch.no_grad():
-            h = x
-            if clamps:
-                self.in_mask, h = _inside(x), x.clamp(0, 1)
-            skip = h
-            for layer in body:
-                if isinstance(layer, nn.Conv2d):
-                    self.ops.append(("conv", layer))
-                elif isinstance(layer, _BatchNorm):
-                    self.ops.append(("bn", layer))
-                elif isinstance(layer, nn.LeakyReLU | nn.ReLU):
-                    slope = layer.negative_slope if isinstance(layer, nn.LeakyReLU) else 0.0
-                    one, low = (torch.tensor(v, dtype=h.dtype, device=h.device) for v in (1.0, slope))
-                    self.ops.append(("slope", torch.where(h > 0, one, low)))
-                h = layer(h)
-            if self.residual:
-                h = h + skip
-            if clamps:
-                self.out_mask, h = _inside(h), h.clamp(0, 1)
-            self.out = h
+            self.ops, self.in_mask, self.out_mask, self.out = self._forward()
+
+    def _forward(self):
+        """One forward from ``x``: the layers' linear maps (``("slope", ∂act(h))`` for an activation),
+        the clamp masks (None without clamps) and the output."""
+        ops: list[tuple[str, object]] = []
+        in_mask = out_mask = None
+        h = self.x
+        if self.clamps:
+            in_mask, h = _inside(h), h.clamp(0, 1)
+        skip = h
+        for layer in self.body:
+            if isinstance(layer, nn.Conv2d):
+                ops.append(("conv", layer))
+            elif isinstance(layer, _BatchNorm):
+                ops.append(("bn", layer))
+            elif not isinstance(layer, nn.Identity):
+                ops.append(("slope", _slope(layer, h)))
+            h = layer(h)
+        if self.residual:
+            h = h + skip
+        if self.clamps:
+            out_mask, h = _inside(h), h.clamp(0, 1)
+        return ops, in_mask, out_mask, h
+
+    def _ops(self) -> list[tuple[str, object]]:
+        """The recorded maps; with grad enabled and SiLUs in the stack, the same maps recorded with a
+        graph (once), so that a product is differentiable through the slopes too."""
+        if not (self.smooth and torch.is_grad_enabled()):
+            return self.ops
+        if self._graph_ops is None:
+            self._graph_ops = self._forward()[0]
+        return self._graph_ops
 
     def _chain(self, r: torch.Tensor, ops, conv, first_mask, last_mask) -> torch.Tensor:
         """The layers' linear maps in the order ``ops`` (``conv`` for the convolutions), between the
@@ -206,11 +232,11 @@ class PiecewiseLinear:
 
     def jvp(self, u: torch.Tensor) -> torch.Tensor:
         """``J u`` (differentiable in the weights when grad is enabled)."""
-        return self._chain(u, self.ops, _conv, self.in_mask, self.out_mask)
+        return self._chain(u, self._ops(), _conv, self.in_mask, self.out_mask)
 
     def vjp(self, w: torch.Tensor) -> torch.Tensor:
         """``Jᵀ w``."""
-        return self._chain(w, reversed(self.ops), _conv_transpose, self.out_mask, self.in_mask)
+        return self._chain(w, reversed(self._ops()), _conv_transpose, self.out_mask, self.in_mask)
 
 
 class ReflectedLinearization:
@@ -295,7 +321,7 @@ def linearize(f: Function, x: torch.Tensor, method: str = "auto") -> Linearizati
         return build(x)
     if method == "fast":
         raise TypeError(
-            f"{type(f).__name__} has no fast path (not a conv + ReLU/LeakyReLU stack, "
+            f"{type(f).__name__} has no fast path (not a conv + ReLU/LeakyReLU/SiLU stack, "
             "no fast_linearization()): use the autograd path"
         )
     return Traced(f, x) if method == "traced" else Autograd(f, x)
