@@ -5,6 +5,8 @@ from lipbench.workflow.rules import base_args, extra_args, finetune_args, pretra
 # A rerun of a killed, cancelled or timed-out training job continues from its checkpoint.pt when the
 # same configuration, code, torch and --init weights wrote it (`--resume auto`; the log says
 # "resumed from step N"), else starts afresh and says why.
+# The λ grid's training is the critical path (everything of λ > 0 waits for the base): its jobs go
+# first whenever several are ready (`priority`; it reruns nothing).
 
 rule train_base:
     input:
@@ -20,6 +22,7 @@ rule train_base:
         args=base_args(config),
         shared=SHARED,
         code=command_code_hash("train"),
+    priority: 2
     resources:
         gpu=1,
     conda:
@@ -45,6 +48,7 @@ rule finetune:
         args=finetune_args(config),
         shared=SHARED,
         code=command_code_hash("train"),
+    priority: 1
     resources:
         gpu=1,
     conda:
@@ -71,6 +75,7 @@ rule train_extra:
         args=lambda wildcards: extra_args(config, wildcards.extra),
         shared=SHARED,
         code=command_code_hash("train"),
+    priority: 2
     resources:
         gpu=1,
     conda:
