@@ -5,8 +5,9 @@ from lipbench.workflow.rules import base_args, extra_args, finetune_args, pretra
 # A rerun of a killed, cancelled or timed-out training job continues from its checkpoint.pt when the
 # same configuration, code, torch and --init weights wrote it (`--resume auto`; the log says
 # "resumed from step N"), else starts afresh and says why.
-# The λ grid's training is the critical path (everything of λ > 0 waits for the base): its jobs go
-# first whenever several are ready (`priority`; it reruns nothing).
+# Training is the critical path (everything of λ > 0 waits for the base; the certified model trains
+# for most of an hour at the cpu scale): the base and the `denoisers` go first whenever several jobs
+# are ready, then the fine-tunes (`priority`; it reruns nothing).
 
 rule train_base:
     input:
