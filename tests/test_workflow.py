@@ -155,14 +155,16 @@ def test_a_bad_config_stops_the_workflow_before_any_job(tmp_path, edit, message)
     assert not (workdir / "runs").exists()
 
 
-def test_training_jobs_go_first(tmp_path):
-    """The base and the `denoisers` (priority 2), then the fine-tunes (1), before every evaluation job
-    (0): training is the critical path, and Snakemake otherwise started TV's evaluation first."""
+def test_long_jobs_go_first(tmp_path):
+    """Training and TV's tuning (priority 2), then the fine-tunes, Lipschitz jobs and long PnP runs (1),
+    then PnP and denoising (0): no long job is left to run alone at the end (workflow/rules/train.smk)."""
     plan = _snakemake(_workdir(tmp_path), "-n").stdout
     rules = re.findall(r"^(?:local)?rule (\w+):\n(.*?)(?:\n\n|\Z)", plan, re.S | re.M)
     priority = {name: int(m.group(1)) if (m := re.search(r"priority: (-?\d+)", body)) else 0 for name, body in rules}
-    assert {name: p for name, p in priority.items() if p} == {"train_base": 2, "train_extra": 2, "finetune": 1}
-    assert {"lipschitz", "pnp", "tune_tv"} <= priority.keys()
+    assert {name: p for name, p in priority.items() if p} == {
+        "train_base": 2, "train_extra": 2, "tune_tv": 2, "finetune": 1, "lipschitz": 1, "pnp_long": 1,
+    }  # fmt: skip
+    assert {"pnp", "denoise"} <= priority.keys()
 
 
 def test_the_schema_holds_only_the_workflows_own_defaults():

@@ -16,6 +16,7 @@ rule lipschitz:
         args=lipschitz_args(config),
         shared=SHARED,
         code=command_code_hash("lipschitz"),
+    priority: 1
     resources:
         gpu=1,
     conda:

@@ -33,6 +33,7 @@ rule pnp:
 
 
 use rule pnp as pnp_long with:
+    priority: 1
     output:
         final=f"{OUT}/pnp-long/{{denoiser}}/{{method}}/final.csv",
         records=f"{OUT}/pnp-long/{{denoiser}}/{{method}}/records.csv",

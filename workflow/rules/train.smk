@@ -5,9 +5,11 @@ from lipbench.workflow.rules import base_args, extra_args, finetune_args, pretra
 # A rerun of a killed, cancelled or timed-out training job continues from its checkpoint.pt when the
 # same configuration, code, torch and --init weights wrote it (`--resume auto`; the log says
 # "resumed from step N"), else starts afresh and says why.
-# Training is the critical path (everything of λ > 0 waits for the base; the certified model trains
-# for most of an hour at the cpu scale): the base and the `denoisers` go first whenever several jobs
-# are ready, then the fine-tunes (`priority`; it reruns nothing).
+# Long jobs first, so that no long job starts last and runs alone on one core (`priority`; it reruns
+# nothing): training and TV's tuning, which the rest waits for (2); then the fine-tunes, the Lipschitz
+# evaluations and the long PnP runs (1; workflow/rules/lipschitz.smk, pnp.smk); then PnP and
+# denoising (0). Without it, quick ran TV's tuning late and then TV's Lipschitz job, its longest
+# evaluation (about 5 min), alone at the end.
 
 rule train_base:
     input:
@@ -120,6 +122,7 @@ rule tune_tv:
         args=lambda wildcards: tv_args(config),
         shared=SHARED,
         code=command_code_hash("tune-tv"),
+    priority: 2
     resources:
         gpu=1,
     conda:
