@@ -2,7 +2,7 @@
 # A penalised fine-tune of the published cpu base, trained in stages and evaluated after each one
 # as results/cpu evaluates (the firmly nonexpansive denoiser's PnP gap to TV against fine-tune steps).
 #   bash benchmarks/results/cpu-scale/fne_finetune_steps.sh OUT LAM LR EPS STAGE...
-# Run from the repository root with LIPBENCH_DATA set; one torch thread; appends to OUT/results.jsonl.
+# Run from the repository root with LIPBENCH_DATA set; one torch thread; appends to OUT/stages.jsonl.
 set -euo pipefail
 out=$1 lam=$2 lr=$3 eps=$4
 shift 4
