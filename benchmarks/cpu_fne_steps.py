@@ -27,6 +27,7 @@ import seaborn as sns
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lipbench.plumbing.io import atomic_path, atomic_write
+from lipbench.steps.aggregate import convergence_stats
 
 FOLDER = Path(__file__).resolve().parent / "results" / "cpu-scale"
 TV_TABLE = Path(__file__).resolve().parents[1] / "results" / "cpu" / "tables" / "psnr.csv"
@@ -39,8 +40,7 @@ def stage_row(stage: dict) -> dict:
     lip = pd.read_csv(folder / "lipschitz.csv")
     noisy = lip[(lip.point == "noisy") & (lip.operator == "J")]
     final = pd.read_csv(folder / "pnp" / "final.csv")
-    records = pd.read_csv(folder / "pnp" / "records.csv")
-    increases = records.groupby(["image", "kernel"]).c.apply(lambda c: int((c.diff() > 0).sum()))
+    increases = convergence_stats(pd.read_csv(folder / "pnp" / "records.csv")).increases
     den = pd.read_csv(folder / "denoise.csv")
     row = {key: stage[key] for key in ("lam", "lr", "eps", "steps", "stage_train_s")} | {"beta": stage.get("beta", 1.0)}
     setting = f"lam {stage['lam']:g}, lr {stage['lr']:g}, eps {stage['eps']:g}"
@@ -81,7 +81,6 @@ def study(tv: dict[str, float], folder: Path = FOLDER) -> pd.DataFrame:
     table["gap_to_tv"] = table.pnp_mean - sum(tv.values()) / len(tv)
     table["fne_at_crops"] = table.crops_max <= 1
     table["denoise_gain"] = table.den_psnr - table.den_noisy
-    table["beta"] = table.get("beta", pd.Series(1.0, index=table.index)).fillna(1.0)
     table["setting"] = [
         f"λ = {r.lam:g}, LR {r.lr:g}, ε = {r.eps:g}" + (f", β = {r.beta:g}" if r.beta != 1 else "")
         for r in table.itertuples()

@@ -20,7 +20,10 @@ def _stage(folder):
     pd.DataFrame({"kernel": ["levin1", "levin1", "gaussian_1_6"], "psnr": [28.0, 29.0, 26.0]}).to_csv(
         folder / "pnp" / "final.csv", index=False
     )
-    records = pd.DataFrame({"image": [1, 1, 1, 2, 2], "kernel": ["levin1"] * 5, "c": [3.0, 2.0, 2.5, 1.0, 0.5]})
+    # image 1 in iteration order: 4, 3, 2, 2.5 (one increase; two in the file's order); image 2: none
+    records = pd.DataFrame(
+        {"image": [1, 1, 1, 1, 2, 2], "iteration": [2, 1, 3, 4, 1, 2], "c": [3.0, 4.0, 2.0, 2.5, 1.0, 0.5]}
+    ).assign(denoiser="dncnn", lam=0.1, method="pnp", kernel="levin1")
     records.to_csv(folder / "pnp" / "records.csv", index=False)
     pd.DataFrame({"psnr": [42.0, 44.0], "psnr_noisy": [41.0, 41.0]}).to_csv(folder / "denoise.csv", index=False)
     return {"lam": 0.1, "lr": 1e-4, "eps": 0.05, "steps": 300, "stage_train_s": 600, "dir": str(folder)}

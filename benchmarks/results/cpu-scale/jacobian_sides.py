@@ -5,6 +5,9 @@ the sign of its direction (v₁ᵀ∂Q v₁ / σ₁: −1 when J removes more th
 +1 when J amplifies it, above 1) and its overlap with the constant image, the extreme eigenvalues of
 ∂J's symmetric part, and ‖α∂Q + (1 − α)Id‖² (the Q of αJ + (1 − α)Id) for α near 1.
     python benchmarks/results/cpu-scale/jacobian_sides.py CHECKPOINT...   (LIPBENCH_DATA set; JSON lines out)
+
+One line per checkpoint: the largest of each value over the crops (the smallest for dJ_sym_min and
+direction_sign_min), the worst crop's direction, and every crop's sign.
 """
 
 import json
@@ -50,11 +53,13 @@ def main(paths: list[str]) -> None:
             p.requires_grad_(False)
         rows = [sides(model, x.unsqueeze(0) if x.dim() == 3 else x) for x in noisy]
         worst = max(rows, key=lambda r: r["lip2_Q"])
-        out = {"checkpoint": path, "images": len(rows), **{k: max(r[k] for r in rows) for k in rows[0]}}
+        largest = ("lip2_Q", "dJ_sym_max", "asymmetry", *(f"lip2_Q_alpha{a:g}" for a in ALPHAS))
+        out = {"checkpoint": path, "images": len(rows), **{k: max(r[k] for r in rows) for k in largest}}
         out["dJ_sym_min"] = min(r["dJ_sym_min"] for r in rows)
         out["worst_direction_sign"] = worst["direction_sign"]
         out["worst_direction_mean"] = worst["direction_mean"]
         out["direction_signs"] = [round(r["direction_sign"], 3) for r in rows]
+        out["direction_sign_min"] = min(out["direction_signs"])
         print(json.dumps(out), flush=True)
 
 
