@@ -3,25 +3,32 @@
 # as results/cpu evaluates (the firmly nonexpansive denoiser's PnP gap to TV against fine-tune steps).
 #   bash benchmarks/results/cpu-scale/fne_finetune_steps.sh OUT LAM LR EPS STAGE...
 # Run from the repository root with LIPBENCH_DATA set; one torch thread; appends to OUT/stages.jsonl.
+# INIT (default: the published cpu base) and WIDTH (default: 32) name another DnCNN-10 base;
+# STAGE 0 evaluates the base itself.
 set -euo pipefail
 out=$1 lam=$2 lr=$3 eps=$4
 shift 4
+init=${INIT:-results/cpu/models/lam0/model.pt} width=${WIDTH:-32}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 mkdir -p "$out"
 for steps in "$@"; do
   start=$(date +%s)
-  lipbench train --out "$out/train" --init results/cpu/models/lam0/model.pt --resume auto \
-    --model-kwargs depth=10 width=32 --lam "$lam" --lr "$lr" --eps "$eps" --power-iters 10 \
-    --refine-iters 50 --penalty-points tilde gradient adversarial --steps "$steps" \
-    >> "$out/train.log" 2>&1
-  trained=$(date +%s)
   stage="$out/s$steps"
   mkdir -p "$stage"
-  cp "$out/train/model.pt" "$stage/model.pt"
+  if [ "$steps" -eq 0 ]; then
+    cp "$init" "$stage/model.pt"
+  else
+    lipbench train --out "$out/train" --init "$init" --resume auto \
+      --model-kwargs depth=10 width="$width" --lam "$lam" --lr "$lr" --eps "$eps" --power-iters 10 \
+      --refine-iters 50 --penalty-points tilde gradient adversarial --steps "$steps" \
+      >> "$out/train.log" 2>&1
+    cp "$out/train/model.pt" "$stage/model.pt"
+  fi
+  trained=$(date +%s)
   lipbench lipschitz --checkpoint "$stage/model.pt" --out "$stage/lipschitz.csv" --crop 32 \
     --points noisy --tol 1e-3 --max-iter 300 > "$stage/lipschitz.log" 2>&1
   lipbench pnp --checkpoint "$stage/model.pt" --out "$stage/pnp" --equivariance none --crop 96 \
     --kernels levin1 gaussian_1_6 --kernel-sigma gaussian_1_6=0.008 --iters 150 > "$stage/pnp.log" 2>&1
   lipbench denoise --checkpoint "$stage/model.pt" --out "$stage/denoise.csv" > "$stage/denoise.log" 2>&1
-  echo "{\"lam\": $lam, \"lr\": $lr, \"eps\": $eps, \"steps\": $steps, \"stage_train_s\": $((trained - start)), \"stage_eval_s\": $(( $(date +%s) - trained )), \"dir\": \"$stage\"}" >> "$out/stages.jsonl"
+  echo "{\"width\": $width, \"lam\": $lam, \"lr\": $lr, \"eps\": $eps, \"steps\": $steps, \"stage_train_s\": $((trained - start)), \"stage_eval_s\": $(( $(date +%s) - trained )), \"dir\": \"$stage\"}" >> "$out/stages.jsonl"
 done
