@@ -1,11 +1,14 @@
-"""The CPU-scale FNE study: a penalised fine-tune's PnP gap to TV and max ‖∂Q‖² against its steps.
+"""The CPU-scale FNE study: a penalised fine-tune's PnP gap to TV and max ‖∂Q‖² against its steps and
+against the width of its base.
 
     python benchmarks/cpu_fne_steps.py [RUN ...]   # RUN: an OUT of fne_finetune_steps.sh, collected first
 
 Each RUN folder (``results/cpu-scale/fne_finetune_steps.sh`` writes it) holds ``stages.jsonl`` and one
 ``s<steps>/`` per stage with the outputs of ``lipbench lipschitz``, ``pnp`` and ``denoise``; collecting
-it appends one JSON line per stage to ``results/cpu-scale/fne-steps-<date>.jsonl``. The table and figure
-(``fne-steps.{csv,md,png}``) are then drawn from every such file. The gap is the mean over the kernels
+it appends one JSON line per stage to ``results/cpu-scale/fne-steps-<date>.jsonl``. A RUN that
+``fne_width.sh`` wrote (``OUT/ft``) has its base's training beside it (``OUT/base.jsonl``); any other
+fine-tunes the published cpu base (DnCNN-10/32, 13 000 steps). Stage 0 is the base itself. The table
+and figure (``fne-steps.{csv,md,png}``) are then drawn from every such file. The gap is the mean over the kernels
 of standard PnP's final PSNR minus TV's in results/cpu; "crops" is max ‖∂Q‖² of J at the noisy BSD10
 32×32 crops (results/cpu's grid row "crops"), "D4" the same over their rotations and flips.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import datetime
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -23,6 +27,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -32,10 +37,12 @@ from lipbench.steps.aggregate import convergence_stats
 FOLDER = Path(__file__).resolve().parent / "results" / "cpu-scale"
 TV_TABLE = Path(__file__).resolve().parents[1] / "results" / "cpu" / "tables" / "psnr.csv"
 KERNELS = ["levin1", "gaussian_1_6"]
+PUBLISHED_BASE = {"width": 32, "base_steps": 13000}  # results/cpu/models/lam0: cpu.yaml's base
 
 
-def stage_row(stage: dict) -> dict:
-    """One stage's measurements from its folder (``stage`` is a line of the run's stages.jsonl)."""
+def stage_row(stage: dict, base: dict = PUBLISHED_BASE) -> dict:
+    """One stage's measurements from its folder (``stage`` is a line of the run's stages.jsonl, ``base``
+    the width and training steps of the λ = 0 base it fine-tunes)."""
     folder = Path(stage["dir"])
     lip = pd.read_csv(folder / "lipschitz.csv")
     noisy = lip[(lip.point == "noisy") & (lip.operator == "J")]
@@ -43,10 +50,12 @@ def stage_row(stage: dict) -> dict:
     increases = convergence_stats(pd.read_csv(folder / "pnp" / "records.csv")).increases
     den = pd.read_csv(folder / "denoise.csv")
     row = {key: stage[key] for key in ("lam", "lr", "eps", "steps", "stage_train_s")} | {"beta": stage.get("beta", 1.0)}
+    row |= {"width": base["width"], "base_steps": base["base_steps"]}
     setting = f"lam {stage['lam']:g}, lr {stage['lr']:g}, eps {stage['eps']:g}"
     shrunk = f", output times {row['beta']:g}" if row["beta"] != 1 else ""
+    name = "cpu base" if base == PUBLISHED_BASE else f"base of {base['base_steps']} steps"
     row |= {
-        "run": f"dncnn10x32 cpu base fine-tuned, {setting}{shrunk}",
+        "run": f"dncnn10x{base['width']} {name} fine-tuned, {setting}{shrunk}",
         "crops_max": round(float(noisy[noisy.element == "r0"].lip2_Q.max()), 4),
         "d4_max": round(float(noisy.lip2_Q.max()), 4),
         "den_psnr": round(float(den.psnr.mean()), 3),
@@ -57,11 +66,16 @@ def stage_row(stage: dict) -> dict:
     return row
 
 
-def collect(runs: list[Path], day: str) -> None:
-    path = FOLDER / f"fne-steps-{day}.jsonl"
+def collect(runs: list[Path], day: str, folder: Path = FOLDER) -> None:
+    path = folder / f"fne-steps-{day}.jsonl"
     old = path.read_text().splitlines() if path.exists() else []
-    stages = [json.loads(line) for run in runs for line in (run / "stages.jsonl").read_text().splitlines()]
-    new = [json.dumps(stage_row(stage)) for stage in stages]
+    new = []
+    for run in runs:
+        base_file = run.parent / "base.jsonl"  # fne_width.sh's base, else the published one
+        base = json.loads(base_file.read_text().splitlines()[-1]) if base_file.exists() else PUBLISHED_BASE
+        base = {"width": base["width"], "base_steps": base["base_steps"]}
+        stages = [json.loads(line) for line in (run / "stages.jsonl").read_text().splitlines()]
+        new += [json.dumps(stage_row(stage, base)) for stage in stages]
     keep = [line for line in old if line not in new]
     with atomic_write(path, "w") as fh:
         fh.write("".join(f"{line}\n" for line in keep + new))
@@ -77,6 +91,8 @@ def study(tv: dict[str, float], folder: Path = FOLDER) -> pd.DataFrame:
     paths = sorted(folder.glob("fne-steps-*.jsonl"))
     rows = [json.loads(line) for path in paths for line in path.read_text().splitlines()]
     table = pd.DataFrame(rows)
+    for key, value in PUBLISHED_BASE.items():  # lines collected before the width axis
+        table[key] = table[key].fillna(value).astype(int) if key in table else value
     table["pnp_mean"] = table[[f"pnp_{k}" for k in KERNELS]].mean(axis=1)
     table["gap_to_tv"] = table.pnp_mean - sum(tv.values()) / len(tv)
     table["fne_at_crops"] = table.crops_max <= 1
@@ -85,13 +101,19 @@ def study(tv: dict[str, float], folder: Path = FOLDER) -> pd.DataFrame:
         f"λ = {r.lam:g}, LR {r.lr:g}, ε = {r.eps:g}" + (f", β = {r.beta:g}" if r.beta != 1 else "")
         for r in table.itertuples()
     ]
-    columns = ["setting", "steps", "crops_max", "d4_max", "fne_at_crops", "pnp_levin1", "pnp_gaussian_1_6",
-               "gap_to_tv", "increases", "den_psnr", "denoise_gain"]  # fmt: skip
-    return table[columns].sort_values(["setting", "steps"]).reset_index(drop=True)
+    columns = ["width", "base_steps", "setting", "steps", "crops_max", "d4_max", "fne_at_crops", "pnp_levin1",
+               "pnp_gaussian_1_6", "gap_to_tv", "increases", "den_psnr", "denoise_gain"]  # fmt: skip
+    return table[columns].sort_values(["base_steps", "width", "setting", "steps"]).reset_index(drop=True)
 
 
 def figure(table: pd.DataFrame, path: Path) -> None:
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    """Top: the published base's fine-tunes against their steps; bottom: the width axis, if any."""
+    published = (table.width == PUBLISHED_BASE["width"]) & (table.base_steps == PUBLISHED_BASE["base_steps"])
+    widths = table[~published]
+    rows = 2 if len(widths) else 1
+    fig, grid = plt.subplots(rows, 3, figsize=(13, 3.8 * rows), squeeze=False)
+    axes = grid[0]
+    table = table[published]
     sns.lineplot(table, x="steps", y="gap_to_tv", hue="setting", marker="o", ax=axes[0], legend=False)
     axes[0].set(xlabel="fine-tune steps", ylabel="PnP PSNR − TV (dB)")
     sns.lineplot(table, x="steps", y="crops_max", hue="setting", marker="o", ax=axes[1], legend=False)
@@ -104,10 +126,33 @@ def figure(table: pd.DataFrame, path: Path) -> None:
     for ax in (axes[0], axes[2]):
         ax.axhline(0.5, ls="--", c="grey", lw=1)
         ax.axhline(0.0, ls=":", c="grey", lw=1)
+    if len(widths):
+        width_axis(widths, grid[1])
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=150)
     plt.close(fig)
+
+
+def width_axis(table: pd.DataFrame, axes: Sequence[Axes]) -> None:
+    """The gap to TV and max ‖∂Q‖² against the base's width, one line per fine-tune length (0: the base)."""
+    table = table.assign(stage=[f"{s} steps" if s else "base (λ = 0)" for s in table.steps])
+    sns.lineplot(table, x="width", y="gap_to_tv", hue="stage", marker="o", ax=axes[0])
+    axes[0].set(xlabel="base width (DnCNN-10)", ylabel="PnP PSNR − TV (dB)")
+    axes[0].legend(frameon=False, fontsize=7)
+    tuned = table[table.steps > 0]
+    sns.lineplot(tuned, x="width", y="crops_max", hue="stage", marker="o", ax=axes[1], legend=False)
+    axes[1].axhline(1.0, ls="--", c="grey", lw=1)
+    axes[1].set(xlabel="base width (DnCNN-10)", ylabel="max ‖∂Q‖² at the crops")
+    sns.scatterplot(tuned, x="crops_max", y="gap_to_tv", hue="width", style="stage", ax=axes[2], s=50)
+    axes[2].axvline(1.0, ls="--", c="grey", lw=1)
+    axes[2].set(xlabel="max ‖∂Q‖² at the crops", ylabel="PnP PSNR − TV (dB)")
+    axes[2].legend(frameon=False, fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    for ax in (axes[0], axes[2]):
+        ax.axhline(0.5, ls="--", c="grey", lw=1)
+        ax.axhline(0.0, ls=":", c="grey", lw=1)
+    for ax in axes[:2]:
+        ax.set_xticks(sorted(table.width.unique()))
 
 
 def main(argv: list[str]) -> None:

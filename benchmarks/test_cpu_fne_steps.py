@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 import pytest
-from cpu_fne_steps import FOLDER, stage_row, study, tv_psnr
+from cpu_fne_steps import FOLDER, collect, figure, stage_row, study, tv_psnr
 
 
 def _stage(folder):
@@ -44,6 +44,29 @@ def test_the_gap_is_the_mean_over_kernels_minus_tvs(tmp_path):
     assert table.setting.tolist() == ["λ = 0.1, LR 0.0001, ε = 0.05", "λ = 0.1, LR 0.0001, ε = 0.05, β = 0.996"]
     assert table.gap_to_tv.tolist() == pytest.approx([0.25, 0.25]) and table.fne_at_crops.tolist() == [False, True]
     assert table.denoise_gain.iloc[0] == pytest.approx(2.0)
+
+
+def test_a_width_run_takes_its_base_from_beside_it_and_draws_the_width_axis(tmp_path):
+    stages = []
+    for width, folder in ((16, tmp_path / "w16"), (48, tmp_path / "w48")):
+        (folder / "ft").mkdir(parents=True)
+        (folder / "base.jsonl").write_text(
+            json.dumps({"width": width, "base_steps": 100, "base_train_s": 1}) + "\n"
+            + json.dumps({"width": width, "base_steps": 4000, "base_train_s": 9}) + "\n"  # resumed: the last counts
+        )  # fmt: skip
+        lines = [_stage(folder / "ft" / f"s{steps}") | {"steps": steps} for steps in (0, 300)]
+        (folder / "ft" / "stages.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        stages.append(folder / "ft")
+    published = tmp_path / "published"
+    published.mkdir()
+    (published / "stages.jsonl").write_text(json.dumps(_stage(tmp_path / "p" / "s300")) + "\n")
+    collect([*stages, published], "x", tmp_path)
+    table = study({"levin1": 28.0, "gaussian_1_6": 26.0}, tmp_path)
+    assert table[["width", "base_steps", "steps"]].values.tolist() == [
+        [16, 4000, 0], [16, 4000, 300], [48, 4000, 0], [48, 4000, 300], [32, 13000, 300]
+    ]  # fmt: skip
+    figure(table, tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 10_000
 
 
 def test_the_committed_fne_table_is_up_to_date():
