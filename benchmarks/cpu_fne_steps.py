@@ -136,7 +136,7 @@ def figure(table: pd.DataFrame, path: Path) -> None:
 
 def width_axis(table: pd.DataFrame, axes: Sequence[Axes]) -> None:
     """The gap to TV and max ‖∂Q‖² against the base's width, one line per fine-tune length (0: the base)."""
-    table = table.assign(stage=[f"{s} steps" if s else "base (λ = 0)" for s in table.steps])
+    table = table.assign(stage=[f"fine-tuned {s} steps" if s else "base (λ = 0)" for s in table.steps])
     sns.lineplot(table, x="width", y="gap_to_tv", hue="stage", marker="o", ax=axes[0])
     axes[0].set(xlabel="base width (DnCNN-10)", ylabel="PnP PSNR − TV (dB)")
     axes[0].legend(frameon=False, fontsize=7)
