@@ -164,6 +164,7 @@ def main(argv: list[str]) -> None:
         table.to_csv(fh, index=False)
     with atomic_write(FOLDER / "fne-steps.md", "w") as fh:
         fh.write(f"TV (results/cpu): {', '.join(f'{k} {v:.2f} dB' for k, v in tv.items())}\n\n")
+        fh.write("Steps 0: the λ = 0 base itself, before the fine-tune its row's setting names.\n\n")
         fh.write(table.to_markdown(index=False, floatfmt=".3f") + "\n")
     figure(table, FOLDER / "fne-steps.png")
     print(table.to_string())
