@@ -112,47 +112,40 @@ def figure(table: pd.DataFrame, path: Path) -> None:
     widths = table[~published]
     rows = 2 if len(widths) else 1
     fig, grid = plt.subplots(rows, 3, figsize=(13, 3.8 * rows), squeeze=False)
-    axes = grid[0]
-    table = table[published]
-    sns.lineplot(table, x="steps", y="gap_to_tv", hue="setting", marker="o", ax=axes[0], legend=False)
-    axes[0].set(xlabel="fine-tune steps", ylabel="PnP PSNR − TV (dB)")
-    sns.lineplot(table, x="steps", y="crops_max", hue="setting", marker="o", ax=axes[1], legend=False)
-    axes[1].axhline(1.0, ls="--", c="grey", lw=1)
-    axes[1].set(xlabel="fine-tune steps", ylabel="max ‖∂Q‖² at the crops")
-    sns.scatterplot(table, x="crops_max", y="gap_to_tv", hue="setting", style="fne_at_crops", ax=axes[2], s=50)
-    axes[2].axvline(1.0, ls="--", c="grey", lw=1)
-    axes[2].set(xlabel="max ‖∂Q‖² at the crops", ylabel="PnP PSNR − TV (dB)")
-    axes[2].legend(frameon=False, fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
-    for ax in (axes[0], axes[2]):
-        ax.axhline(0.5, ls="--", c="grey", lw=1)
-        ax.axhline(0.0, ls=":", c="grey", lw=1)
+    steps = table[published]
+    panel_row(grid[0], steps, steps, "steps", "fine-tune steps", "setting", ("setting", "fne_at_crops"))
     if len(widths):
-        width_axis(widths, grid[1])
+        widths = widths.assign(stage=[f"fine-tuned {s} steps" if s else "base (λ = 0)" for s in widths.steps])
+        tuned = widths[widths.steps > 0]
+        panel_row(grid[1], widths, tuned, "width", "base width (DnCNN-10)", "stage", ("width", "stage"), True)
+        for ax in grid[1][:2]:
+            ax.set_xticks(sorted(widths.width.unique()))
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=150)
     plt.close(fig)
 
 
-def width_axis(table: pd.DataFrame, axes: Sequence[Axes]) -> None:
-    """The gap to TV and max ‖∂Q‖² against the base's width, one line per fine-tune length (0: the base)."""
-    table = table.assign(stage=[f"fine-tuned {s} steps" if s else "base (λ = 0)" for s in table.steps])
-    sns.lineplot(table, x="width", y="gap_to_tv", hue="stage", marker="o", ax=axes[0])
-    axes[0].set(xlabel="base width (DnCNN-10)", ylabel="PnP PSNR − TV (dB)")
-    axes[0].legend(frameon=False, fontsize=7)
-    tuned = table[table.steps > 0]
-    sns.lineplot(tuned, x="width", y="crops_max", hue="stage", marker="o", ax=axes[1], legend=False)
+def panel_row(
+    axes: Sequence[Axes], lines: pd.DataFrame, points: pd.DataFrame, x: str, xlabel: str, hue: str,
+    scatter: tuple[str, str], lines_legend: bool = False,
+) -> None:  # fmt: skip
+    """One row: the gap to TV (``lines``) and max ‖∂Q‖² (``points``) against ``x``, one line per ``hue``;
+    then the gap against max ‖∂Q‖² (``points``, coloured and marked by ``scatter``)."""
+    sns.lineplot(lines, x=x, y="gap_to_tv", hue=hue, marker="o", ax=axes[0], legend=lines_legend)
+    axes[0].set(xlabel=xlabel, ylabel="PnP PSNR − TV (dB)")
+    if lines_legend:
+        axes[0].legend(frameon=False, fontsize=7)
+    sns.lineplot(points, x=x, y="crops_max", hue=hue, marker="o", ax=axes[1], legend=False)
     axes[1].axhline(1.0, ls="--", c="grey", lw=1)
-    axes[1].set(xlabel="base width (DnCNN-10)", ylabel="max ‖∂Q‖² at the crops")
-    sns.scatterplot(tuned, x="crops_max", y="gap_to_tv", hue="width", style="stage", ax=axes[2], s=50)
+    axes[1].set(xlabel=xlabel, ylabel="max ‖∂Q‖² at the crops")
+    sns.scatterplot(points, x="crops_max", y="gap_to_tv", hue=scatter[0], style=scatter[1], ax=axes[2], s=50)
     axes[2].axvline(1.0, ls="--", c="grey", lw=1)
     axes[2].set(xlabel="max ‖∂Q‖² at the crops", ylabel="PnP PSNR − TV (dB)")
     axes[2].legend(frameon=False, fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     for ax in (axes[0], axes[2]):
         ax.axhline(0.5, ls="--", c="grey", lw=1)
         ax.axhline(0.0, ls=":", c="grey", lw=1)
-    for ax in axes[:2]:
-        ax.set_xticks(sorted(table.width.unique()))
 
 
 def main(argv: list[str]) -> None:

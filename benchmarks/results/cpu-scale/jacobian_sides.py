@@ -25,10 +25,11 @@ torch.set_num_threads(1)
 def sides(model: torch.nn.Module, x: torch.Tensor) -> dict:
     n = x.numel()
     jac = torch.autograd.functional.jacobian(lambda v: model(v.view_as(x)).reshape(-1), x.reshape(-1), vectorize=True)
-    dq = 2 * jac.double() - torch.eye(n, dtype=torch.float64)
+    eye, jac64 = torch.eye(n, dtype=torch.float64), jac.double()
+    dq = 2 * jac64 - eye
     _, s, vh = torch.linalg.svd(dq)
     v1 = vh[0]
-    sym = torch.linalg.eigvalsh((jac.double() + jac.double().T) / 2)
+    sym = torch.linalg.eigvalsh((jac64 + jac64.T) / 2)
     row = {
         "lip2_Q": float(s[0] ** 2),
         "direction_sign": float(v1 @ dq @ v1 / s[0]),
@@ -37,7 +38,6 @@ def sides(model: torch.nn.Module, x: torch.Tensor) -> dict:
         "dJ_sym_max": float(sym[-1]),
         "asymmetry": float(torch.linalg.matrix_norm(jac - jac.T, 2) / torch.linalg.matrix_norm(jac, 2)),
     }
-    eye = torch.eye(n, dtype=torch.float64)
     for a in ALPHAS:
         row[f"lip2_Q_alpha{a:g}"] = float(torch.linalg.matrix_norm(a * dq + (1 - a) * eye, 2) ** 2)
     return row
