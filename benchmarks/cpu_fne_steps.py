@@ -40,30 +40,34 @@ KERNELS = ["levin1", "gaussian_1_6"]
 PUBLISHED_BASE = {"width": 32, "base_steps": 13000}  # results/cpu/models/lam0: cpu.yaml's base
 
 
-def stage_row(stage: dict, base: dict = PUBLISHED_BASE) -> dict:
-    """One stage's measurements from its folder (``stage`` is a line of the run's stages.jsonl, ``base``
-    the width and training steps of the λ = 0 base it fine-tunes)."""
-    folder = Path(stage["dir"])
+def measurements(folder: Path) -> dict:
+    """A stage folder's evaluation as results/cpu's: max ‖∂Q‖² of J at the noisy crops as they are
+    ("crops") and over D4, standard PnP's mean final PSNR per kernel, c_k's increases, denoising."""
     lip = pd.read_csv(folder / "lipschitz.csv")
     noisy = lip[(lip.point == "noisy") & (lip.operator == "J")]
     final = pd.read_csv(folder / "pnp" / "final.csv")
     increases = convergence_stats(pd.read_csv(folder / "pnp" / "records.csv")).increases
     den = pd.read_csv(folder / "denoise.csv")
-    row = {key: stage[key] for key in ("lam", "lr", "eps", "steps", "stage_train_s")} | {"beta": stage.get("beta", 1.0)}
-    row |= {"width": base["width"], "base_steps": base["base_steps"]}
-    setting = f"lam {stage['lam']:g}, lr {stage['lr']:g}, eps {stage['eps']:g}"
-    shrunk = f", output times {row['beta']:g}" if row["beta"] != 1 else ""
-    name = "cpu base" if base == PUBLISHED_BASE else f"base of {base['base_steps']} steps"
-    row |= {
-        "run": f"dncnn10x{base['width']} {name} fine-tuned, {setting}{shrunk}",
+    row = {
         "crops_max": round(float(noisy[noisy.element == "r0"].lip2_Q.max()), 4),
         "d4_max": round(float(noisy.lip2_Q.max()), 4),
         "den_psnr": round(float(den.psnr.mean()), 3),
         "den_noisy": round(float(den.psnr_noisy.mean()), 3),
         "increases": int(increases.sum()),
     }
-    row |= {f"pnp_{k}": round(float(final[final.kernel == k].psnr.mean()), 3) for k in KERNELS}
-    return row
+    return row | {f"pnp_{k}": round(float(final[final.kernel == k].psnr.mean()), 3) for k in KERNELS}
+
+
+def stage_row(stage: dict, base: dict = PUBLISHED_BASE) -> dict:
+    """One stage's measurements from its folder (``stage`` is a line of the run's stages.jsonl, ``base``
+    the width and training steps of the λ = 0 base it fine-tunes)."""
+    row = {key: stage[key] for key in ("lam", "lr", "eps", "steps", "stage_train_s")} | {"beta": stage.get("beta", 1.0)}
+    row |= {"width": base["width"], "base_steps": base["base_steps"]}
+    setting = f"lam {stage['lam']:g}, lr {stage['lr']:g}, eps {stage['eps']:g}"
+    shrunk = f", output times {row['beta']:g}" if row["beta"] != 1 else ""
+    name = "cpu base" if base == PUBLISHED_BASE else f"base of {base['base_steps']} steps"
+    row["run"] = f"dncnn10x{base['width']} {name} fine-tuned, {setting}{shrunk}"
+    return row | measurements(Path(stage["dir"]))
 
 
 def collect(runs: list[Path], day: str, folder: Path = FOLDER) -> None:
