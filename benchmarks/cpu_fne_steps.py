@@ -42,8 +42,10 @@ PUBLISHED_BASE = {"width": 32, "base_steps": 13000}  # results/cpu/models/lam0: 
 
 def measurements(folder: Path) -> dict:
     """A stage folder's evaluation as results/cpu's: max ‖∂Q‖² of J at the noisy crops as they are
-    ("crops") and over D4, standard PnP's mean final PSNR per kernel, c_k's increases, denoising."""
-    lip = pd.read_csv(folder / "lipschitz.csv")
+    ("crops") and over D4 (NaN where the stage has no ``lipschitz.csv``), standard PnP's mean final PSNR
+    per kernel, c_k's increases, denoising."""
+    lip_csv = folder / "lipschitz.csv"
+    lip = pd.read_csv(lip_csv) if lip_csv.exists() else pd.DataFrame(columns=["point", "operator", "element", "lip2_Q"])
     noisy = lip[(lip.point == "noisy") & (lip.operator == "J")]
     final = pd.read_csv(folder / "pnp" / "final.csv")
     increases = convergence_stats(pd.read_csv(folder / "pnp" / "records.csv")).increases
@@ -72,7 +74,6 @@ def stage_row(stage: dict, base: dict = PUBLISHED_BASE) -> dict:
 
 def collect(runs: list[Path], day: str, folder: Path = FOLDER) -> None:
     path = folder / f"fne-steps-{day}.jsonl"
-    old = path.read_text().splitlines() if path.exists() else []
     new = []
     for run in runs:
         base_file = run.parent / "base.jsonl"  # fne_width.sh's base, else the published one
@@ -80,6 +81,13 @@ def collect(runs: list[Path], day: str, folder: Path = FOLDER) -> None:
         base = {"width": base["width"], "base_steps": base["base_steps"]}
         stages = [json.loads(line) for line in (run / "stages.jsonl").read_text().splitlines()]
         new += [json.dumps(stage_row(stage, base)) for stage in stages]
+    append_lines(path, new)
+
+
+def append_lines(path: Path, new: list[str]) -> None:
+    """Append ``new`` to the JSON lines file ``path``; a line already there moves to the end (a run
+    collected twice is counted once)."""
+    old = path.read_text().splitlines() if path.exists() else []
     keep = [line for line in old if line not in new]
     with atomic_write(path, "w") as fh:
         fh.write("".join(f"{line}\n" for line in keep + new))
