@@ -6,8 +6,8 @@
 # Run from the repository root with LIPBENCH_DATA set; one torch thread; appends to OUT/stages.jsonl.
 # STAGE 0 evaluates CHECKPOINT (default: the published certified model, results/cpu/models/certified).
 # INIT: start the training from this model.pt (default: from scratch).
-# No training probes, and ‖∂Q‖² measured at the last stage only (LIPSCHITZ=all: at every stage): on
-# this model both cost as much as the training (the bound ≤ 1 holds by construction).
+# No training probes, and ‖∂Q‖² measured at the last stage only (LIPSCHITZ=all: at every stage, none:
+# at none): on this model both cost as much as the training (the bound ≤ 1 holds by construction).
 set -euo pipefail
 out=$1 depth=$2 width=$3 lr=$4
 shift 4
@@ -27,7 +27,8 @@ for steps in "$@"; do
     cp "$out/train/model.pt" "$stage/model.pt"
   fi
   trained=$(date +%s)
-  if [ "$steps" -eq "$last" ] || [ "${LIPSCHITZ:-}" = all ]; then
+  lipschitz=${LIPSCHITZ:-last}
+  if [ "$lipschitz" = all ] || { [ "$lipschitz" = last ] && [ "$steps" -eq "$last" ]; }; then
     lipbench lipschitz --checkpoint "$stage/model.pt" --out "$stage/lipschitz.csv" --crop 32 \
       --points noisy --tol 1e-3 --max-iter 300 > "$stage/lipschitz.log" 2>&1
   fi
