@@ -81,15 +81,29 @@ def figure(table: pd.DataFrame, tv_gain: float, path: Path) -> None:
     marker of its own); then the gap against the denoising gain."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     study_rows, published = table[table.source != "results/cpu"], table[table.source == "results/cpu"]
+    models = list(dict.fromkeys(table.model))
+    palette = dict(zip(models, sns.color_palette(n_colors=len(models)), strict=True))  # one colour per size
     panels = ((axes[0], "gap_to_tv", "PnP PSNR − TV (dB)"), (axes[1], "denoise_gain", "denoising gain (dB)"))
     for ax, y, label in panels:
-        sns.lineplot(study_rows, x="steps", y=y, hue="model", style="source", marker="o", ax=ax, legend=ax is axes[0])
+        sns.lineplot(
+            study_rows,
+            x="steps",
+            y=y,
+            hue="model",
+            style="source",
+            palette=palette,
+            marker="o",
+            ax=ax,
+            legend=ax is axes[0],
+        )
         ax.scatter(published.steps, published[y], marker="*", s=120, c="black", label="published", zorder=3)
         ax.set(xlabel="training steps", ylabel=label)
     axes[0].legend(frameon=False, fontsize=7)
     axes[1].axhline(tv_gain, ls="--", c="grey", lw=1)
     axes[1].annotate("TV", (axes[1].get_xlim()[0], tv_gain), fontsize=7, va="bottom")
-    sns.scatterplot(table, x="denoise_gain", y="gap_to_tv", hue="model", style="source", ax=axes[2], s=50)
+    sns.scatterplot(
+        table, x="denoise_gain", y="gap_to_tv", hue="model", style="source", palette=palette, ax=axes[2], s=50
+    )
     axes[2].set(xlabel="denoising gain (dB)", ylabel="PnP PSNR − TV (dB)")
     axes[2].legend(frameon=False, fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     for ax in (axes[0], axes[2]):
