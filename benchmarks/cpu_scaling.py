@@ -38,7 +38,7 @@ def read(folder: Path = FOLDER) -> tuple[pd.DataFrame, dict[str, float]]:
         raise SystemExit(f"no TV row at blur noise {BLUR} in {folder}")
     # the study's rows: λ = 0 trainings evaluated on its protocol (the others record a λ, or no depth)
     runs = table[(table.run != "tv") & table.get("lam", pd.Series(float("nan"), index=table.index)).isna()]
-    runs = runs[runs.depth.notna()]
+    runs = runs[runs.depth.notna() & runs.run.notna()]  # certified-scale lines name no run
     runs = runs[runs.sigma.fillna(SIGMA) == SIGMA].copy()
     return runs, {k: float(tv[k].iloc[-1]) for k in KERNELS}
 
