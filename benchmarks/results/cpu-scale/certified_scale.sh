@@ -28,12 +28,10 @@ for steps in "$@"; do
   fi
   trained=$(date +%s)
   lipschitz=${LIPSCHITZ:-last}
+  measure=no
   if [ "$lipschitz" = all ] || { [ "$lipschitz" = last ] && [ "$steps" -eq "$last" ]; }; then
-    lipbench lipschitz --checkpoint "$stage/model.pt" --out "$stage/lipschitz.csv" --crop 32 \
-      --points noisy --tol 1e-3 --max-iter 300 > "$stage/lipschitz.log" 2>&1
+    measure=yes
   fi
-  lipbench pnp --checkpoint "$stage/model.pt" --out "$stage/pnp" --equivariance none --crop 96 \
-    --kernels levin1 gaussian_1_6 --kernel-sigma gaussian_1_6=0.008 --iters 150 > "$stage/pnp.log" 2>&1
-  lipbench denoise --checkpoint "$stage/model.pt" --out "$stage/denoise.csv" > "$stage/denoise.log" 2>&1
+  LIPSCHITZ=$measure bash "$(dirname "$0")/evaluate_stage.sh" "$stage"
   echo "{\"depth\": $depth, \"width\": $width, \"lr\": $lr, \"steps\": $steps, \"init\": \"${INIT:-}\", \"stage_train_s\": $((trained - start)), \"stage_eval_s\": $(( $(date +%s) - trained )), \"dir\": \"$stage\"}" >> "$out/stages.jsonl"
 done

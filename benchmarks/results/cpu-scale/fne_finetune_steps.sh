@@ -25,10 +25,6 @@ for steps in "$@"; do
     cp "$out/train/model.pt" "$stage/model.pt"
   fi
   trained=$(date +%s)
-  lipbench lipschitz --checkpoint "$stage/model.pt" --out "$stage/lipschitz.csv" --crop 32 \
-    --points noisy --tol 1e-3 --max-iter 300 > "$stage/lipschitz.log" 2>&1
-  lipbench pnp --checkpoint "$stage/model.pt" --out "$stage/pnp" --equivariance none --crop 96 \
-    --kernels levin1 gaussian_1_6 --kernel-sigma gaussian_1_6=0.008 --iters 150 > "$stage/pnp.log" 2>&1
-  lipbench denoise --checkpoint "$stage/model.pt" --out "$stage/denoise.csv" > "$stage/denoise.log" 2>&1
+  bash "$(dirname "$0")/evaluate_stage.sh" "$stage"
   echo "{\"width\": $width, \"lam\": $lam, \"lr\": $lr, \"eps\": $eps, \"steps\": $steps, \"stage_train_s\": $((trained - start)), \"stage_eval_s\": $(( $(date +%s) - trained )), \"dir\": \"$stage\"}" >> "$out/stages.jsonl"
 done
