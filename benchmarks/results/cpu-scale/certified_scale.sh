@@ -5,7 +5,8 @@
 #   bash benchmarks/results/cpu-scale/certified_scale.sh OUT DEPTH WIDTH LR STAGE...
 # Run from the repository root with LIPBENCH_DATA set; one torch thread; appends to OUT/stages.jsonl.
 # STAGE 0 evaluates CHECKPOINT (default: the published certified model, results/cpu/models/certified).
-# INIT: start the training from this model.pt (default: from scratch).
+# INIT: start the training from this model.pt (default: from scratch). ACTIVATION: the SLL blocks'
+# σ (default leaky_relu; spline: learned, spline_init.py turns a LeakyReLU model into an INIT for it).
 # No training probes, and ‖∂Q‖² measured at the last stage only (LIPSCHITZ=all: at every stage, none:
 # at none): on this model both cost as much as the training (the bound ≤ 1 holds by construction).
 set -euo pipefail
@@ -22,8 +23,8 @@ for steps in "$@"; do
     cp "${CHECKPOINT:-results/cpu/models/certified/model.pt}" "$stage/model.pt"
   else
     lipbench train --out "$out/train" --resume auto --model certified ${INIT:+--init "$INIT"} \
-      --model-kwargs depth="$depth" width="$width" activation=leaky_relu --lr "$lr" --steps "$steps" \
-      --probe-size 0 >> "$out/train.log" 2>&1
+      --model-kwargs depth="$depth" width="$width" activation="${ACTIVATION:-leaky_relu}" --lr "$lr" \
+      --steps "$steps" --probe-size 0 >> "$out/train.log" 2>&1
     cp "$out/train/model.pt" "$stage/model.pt"
   fi
   trained=$(date +%s)
@@ -33,5 +34,5 @@ for steps in "$@"; do
     measure=yes
   fi
   LIPSCHITZ=$measure bash "$(dirname "$0")/evaluate_stage.sh" "$stage"
-  echo "{\"depth\": $depth, \"width\": $width, \"lr\": $lr, \"steps\": $steps, \"init\": \"${INIT:-}\", \"stage_train_s\": $((trained - start)), \"stage_eval_s\": $(( $(date +%s) - trained )), \"dir\": \"$stage\"}" >> "$out/stages.jsonl"
+  echo "{\"depth\": $depth, \"width\": $width, \"lr\": $lr, \"steps\": $steps, \"init\": \"${INIT:-}\", \"activation\": \"${ACTIVATION:-leaky_relu}\", \"stage_train_s\": $((trained - start)), \"stage_eval_s\": $(( $(date +%s) - trained )), \"dir\": \"$stage\"}" >> "$out/stages.jsonl"
 done
