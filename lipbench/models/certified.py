@@ -6,10 +6,9 @@ image size, so ``J`` is firmly nonexpansive (``J`` is FNE iff ``2J − Id = Q`` 
 PnP-PGD with it converges for ``γ < 2/‖AᵀA‖`` with no penalty in training.
 
 * SLL block (Araujo et al., ICLR 2023, "A unified algebraic perspective on Lipschitz neural
-  networks"): ``h(x) = x − 2α Cᵀ T⁻¹ σ(C x + b)``, ``C`` a 3×3 convolution, ``σ`` ReLU, LeakyReLU or a
-  learned spline (slopes in [0, 1], :mod:`lipbench.models.splines`), ``T = diag(t)`` per hidden
-  channel with ``t_i = Σ_j Σ_s |G_ij(s)| q_j / q_i``, ``G`` the kernel of ``C Cᵀ``
-  (:func:`gram_kernel`), ``q = exp(log_q)``, and ``α = sigmoid(gate)``.
+  networks"): ``h(x) = x − 2α Cᵀ T⁻¹ σ(C x + b)``, ``C`` a 3×3 convolution, ``σ`` ReLU or LeakyReLU
+  (slopes in [0, 1]), ``T = diag(t)`` per hidden channel with ``t_i = Σ_j Σ_s |G_ij(s)| q_j / q_i``,
+  ``G`` the kernel of ``C Cᵀ`` (:func:`gram_kernel`), ``q = exp(log_q)``, and ``α = sigmoid(gate)``.
 
   Proof sketch. (1) ``T ⪰ C Cᵀ`` on ℓ2(ℤ²): for the symmetric operator ``M = C Cᵀ`` and any
   ``q > 0``, ``uᵀ M u ≤ Σ |M_ab| |u_a| |u_b| ≤ Σ |M_ab| (q_b/q_a u_a² + q_a/q_b u_b²)/2 =
@@ -48,12 +47,11 @@ from torch import nn
 
 from lipbench.models.clamping import EvalClamped
 from lipbench.models.registry import register
-from lipbench.models.splines import MonotoneSpline
 
 if TYPE_CHECKING:
     from lipbench.lipschitz.bounds import UpperBound
 
-ACTIVATIONS = ("leaky_relu", "relu", "spline")
+ACTIVATIONS = ("leaky_relu", "relu")
 EPS = 1e-12
 GATE_INIT = 0.05  # α of every SLL block at initialisation
 KERNEL = 3
@@ -155,11 +153,8 @@ class CertifiedDenoiser(EvalClamped):
     ``depth`` counts the 3×3 weights as in :class:`~lipbench.models.dncnn.DnCNN` (the lift, one per
     SLL block, the projection), so equal ``depth`` and ``width`` give nearly equal parameter counts
     (an SLL block applies its weight twice, as ``C`` and ``Cᵀ``); ``depth = 2`` is a linear ``Q``.
-    ``activation``: σ of the SLL blocks, ``relu``, ``leaky_relu`` (``negative_slope``) or ``spline``
-    (:class:`~lipbench.models.splines.MonotoneSpline`, learned per channel with ``spline_knots`` knots
-    over ±``spline_range``, LeakyReLU at initialisation). ``bias``: biases in the lift, the
-    projection and inside σ. ``clamp``: in eval mode the input and the output are clamped to
-    [0, 1], as DnCNN; ``clamp ∘ J ∘ clamp`` is still nonexpansive and averaged
+    ``bias``: biases in the lift, the projection and inside σ. ``clamp``: in eval mode the input and
+    the output are clamped to [0, 1], as DnCNN; ``clamp ∘ J ∘ clamp`` is still nonexpansive and averaged
     (a composition of three firmly nonexpansive maps) but not firmly nonexpansive in general.
     At initialisation the lift and projection are channel-to-channel deltas
     (which AOL leaves unchanged) and every block's gate is ``GATE_INIT``, so ``J ≈ Id``.
@@ -174,8 +169,6 @@ class CertifiedDenoiser(EvalClamped):
         negative_slope: float = 0.01,
         bias: bool = True,
         clamp: bool = False,
-        spline_knots: int = 41,
-        spline_range: float = 0.2,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -186,14 +179,9 @@ class CertifiedDenoiser(EvalClamped):
             raise ValueError(f"depth must be >= 2 (the lift and the projection), got {depth}")
         if width < channels:
             raise ValueError(f"width must be >= channels ({channels}), got {width}")
-        if activation in ("leaky_relu", "spline") and not 0 <= negative_slope <= 1:
+        if activation == "leaky_relu" and not 0 <= negative_slope <= 1:
             raise ValueError(f"negative_slope must be in [0, 1] for a 1-Lipschitz SLL block, got {negative_slope}")
-
-        def act() -> nn.Module:
-            if activation == "spline":
-                return MonotoneSpline(width, spline_knots, spline_range, negative_slope)
-            return nn.LeakyReLU(negative_slope) if activation == "leaky_relu" else nn.ReLU()
-
+        act = (lambda: nn.LeakyReLU(negative_slope)) if activation == "leaky_relu" else nn.ReLU
         self.lift = AOLConv(channels, width, "in", bias)
         self.blocks = nn.ModuleList(SLLBlock(width, act(), bias) for _ in range(depth - 2))
         self.project = AOLConv(width, channels, "out", bias)

@@ -6,13 +6,20 @@
 # Run from the repository root with LIPBENCH_DATA set; one torch thread; appends to OUT/stages.jsonl.
 # STAGE 0 evaluates CHECKPOINT (default: the published certified model, results/cpu/models/certified).
 # INIT: start the training from this model.pt (default: from scratch). ACTIVATION: the SLL blocks'
-# σ (default leaky_relu; spline: learned, spline_init.py turns a LeakyReLU model into an INIT for it).
+# σ, leaky_relu (default) or spline (certified_spline.py beside this file; spline_init.py turns a
+# LeakyReLU model into an INIT for it).
 # No training probes, and ‖∂Q‖² measured at the last stage only (LIPSCHITZ=all: at every stage, none:
 # at none): on this model both cost as much as the training (the bound ≤ 1 holds by construction).
 set -euo pipefail
 out=$1 depth=$2 width=$3 lr=$4
 shift 4
 last=${*: -1}
+activation=${ACTIVATION:-leaky_relu}
+model=(--model certified --model-kwargs depth="$depth" width="$width" activation="$activation")
+if [ "$activation" = spline ]; then
+  model=(--model certified_spline:build --model-kwargs depth="$depth" width="$width")
+  export PYTHONPATH="$(cd "$(dirname "$0")" && pwd)${PYTHONPATH:+:$PYTHONPATH}"
+fi
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 mkdir -p "$out"
 for steps in "$@"; do
@@ -22,8 +29,7 @@ for steps in "$@"; do
   if [ "$steps" -eq 0 ]; then
     cp "${CHECKPOINT:-results/cpu/models/certified/model.pt}" "$stage/model.pt"
   else
-    lipbench train --out "$out/train" --resume auto --model certified ${INIT:+--init "$INIT"} \
-      --model-kwargs depth="$depth" width="$width" activation="${ACTIVATION:-leaky_relu}" --lr "$lr" \
+    lipbench train --out "$out/train" --resume auto "${model[@]}" ${INIT:+--init "$INIT"} --lr "$lr" \
       --steps "$steps" --probe-size 0 >> "$out/train.log" 2>&1
     cp "$out/train/model.pt" "$stage/model.pt"
   fi
@@ -34,5 +40,5 @@ for steps in "$@"; do
     measure=yes
   fi
   LIPSCHITZ=$measure bash "$(dirname "$0")/evaluate_stage.sh" "$stage"
-  echo "{\"depth\": $depth, \"width\": $width, \"lr\": $lr, \"steps\": $steps, \"init\": \"${INIT:-}\", \"activation\": \"${ACTIVATION:-leaky_relu}\", \"stage_train_s\": $((trained - start)), \"stage_eval_s\": $(( $(date +%s) - trained )), \"dir\": \"$stage\"}" >> "$out/stages.jsonl"
+  echo "{\"depth\": $depth, \"width\": $width, \"lr\": $lr, \"steps\": $steps, \"init\": \"${INIT:-}\", \"activation\": \"$activation\", \"stage_train_s\": $((trained - start)), \"stage_eval_s\": $(( $(date +%s) - trained )), \"dir\": \"$stage\"}" >> "$out/stages.jsonl"
 done

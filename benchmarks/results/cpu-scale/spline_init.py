@@ -1,11 +1,13 @@
 """A certified LeakyReLU checkpoint as a certified spline model that computes the same function, so
 that training it further with learned activations starts from the published model.
 
-    python benchmarks/results/cpu-scale/spline_init.py SRC DST   # then INIT=DST ACTIVATION=spline certified_scale.sh
+    PYTHONPATH=benchmarks/results/cpu-scale python benchmarks/results/cpu-scale/spline_init.py SRC DST
+    # then: INIT=DST ACTIVATION=spline bash benchmarks/results/cpu-scale/certified_scale.sh ...
 
-The spline activations (:class:`lipbench.models.splines.MonotoneSpline`, default knots and range)
-start as the source's LeakyReLU; every other weight is copied. The new checkpoint's ``model_config``
-names ``activation: spline`` (what ``lipbench train --init`` checks against ``--model-kwargs``).
+The spline activations (:mod:`certified_spline`, default knots and range) start as the source's
+LeakyReLU; every other weight is copied. The new checkpoint's ``model_config`` is
+``certified_spline:build`` with the source's depth and width (what ``lipbench train --init`` checks
+against ``--model`` and ``--model-kwargs``).
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ import sys
 from pathlib import Path
 
 import torch
+from certified_spline import build
 
 from lipbench.models import CertifiedDenoiser, read_checkpoint, save_checkpoint
+
+NAME = "certified_spline:build"
 
 
 def as_spline(payload: dict) -> dict:
@@ -23,8 +28,8 @@ def as_spline(payload: dict) -> dict:
     config = dict(payload["model_config"])
     if config.get("name") != "certified" or config.get("activation") != "leaky_relu":
         raise SystemExit(f"not a certified LeakyReLU checkpoint (model_config {config}): nothing to convert")
-    kwargs = {k: v for k, v in config.items() if k != "name"} | {"activation": "spline"}
-    model = CertifiedDenoiser(**kwargs)
+    kwargs = {k: v for k, v in config.items() if k not in ("name", "activation")}
+    model = build(**kwargs)
     missing, unexpected = model.load_state_dict(payload["model"], strict=False)
     if unexpected or any(not key.endswith("activation.slopes") for key in missing):
         raise SystemExit(f"weights do not map onto the spline model (missing {missing}, unexpected {unexpected})")
@@ -36,7 +41,7 @@ def as_spline(payload: dict) -> dict:
     if gap > 1e-5:
         raise SystemExit(f"the spline model differs from its source by {gap:.2e}: not the same function")
     keep = {k: payload[k] for k in ("label", "lipbench_version", "torch_version") if k in payload}
-    return keep | {"model": model.state_dict(), "model_config": {"name": "certified", **kwargs}}
+    return keep | {"model": model.state_dict(), "model_config": {"name": NAME, **kwargs}}
 
 
 def main(argv: list[str]) -> None:

@@ -1,17 +1,26 @@
-"""MonotoneSpline: values against numpy's interpolation of independently integrated slopes, the
-LeakyReLU initialisation, the [0, 1] projection, and the 1-Lipschitz SLL blocks and certified
-models built with it (exact SVD of their dense Jacobians)."""
+"""The cpu-scale study's certified spline model (results/cpu-scale/certified_spline.py): spline values
+against numpy's interpolation of independently integrated slopes, the LeakyReLU initialisation, the
+[0, 1] projection, the 1-Lipschitz SLL blocks and models built with it (exact SVD of their dense
+Jacobians), and the published LeakyReLU model turned into a spline INIT unchanged."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from test_certified import TOL, dense, randomised, sigma_max
 
-from lipbench.models import CertifiedDenoiser, build, load_model
-from lipbench.models.certified import SLLBlock
-from lipbench.models.splines import MonotoneSpline
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "benchmarks" / "results" / "cpu-scale"), str(ROOT / "tests")]
+
+from certified_spline import MonotoneSpline, build  # noqa: E402
+from spline_init import NAME, as_spline  # noqa: E402
+from test_certified import TOL, dense, randomised, sigma_max  # noqa: E402
+
+from lipbench.models import load_model, read_checkpoint, save_checkpoint  # noqa: E402
+from lipbench.models.certified import SLLBlock  # noqa: E402
 
 
 def reference(slopes: np.ndarray, knots: int, range_: float, x: np.ndarray) -> np.ndarray:
@@ -82,7 +91,7 @@ def test_random_splines_are_firmly_nonexpansive_scalar_maps():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_sll_blocks_and_certified_models_with_splines_are_1_lipschitz(seed):
     block = randomised(SLLBlock(3, MonotoneSpline(3, knots=9, range_=2.0)).double(), seed)
-    model = randomised(CertifiedDenoiser(width=4, depth=4, activation="spline", spline_knots=9, spline_range=2.0), seed)
+    model = randomised(build(width=4, depth=4, knots=9, range_=2.0), seed)
     model = model.double().eval()
     for _ in range(3):
         assert sigma_max(block, torch.randn(1, 3, 6, 6, dtype=torch.float64)) <= 1 + TOL
@@ -93,14 +102,34 @@ def test_sll_blocks_and_certified_models_with_splines_are_1_lipschitz(seed):
     assert pre > 1 and len(torch.unique(dense(block, torch.randn(1, 3, 6, 6, dtype=torch.float64)))) > 10
 
 
-def test_checkpoint_round_trip_and_invalid_arguments(tmp_path):
-    from checkpoints import save_model
+def test_the_published_model_as_a_spline_init_computes_the_same_function(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks" / "results" / "cpu-scale"))  # load_model imports NAME
+    published = ROOT / "results" / "cpu" / "models" / "certified" / "model.pt"
+    payload = as_spline(read_checkpoint(published))
+    assert payload["model_config"] == {"name": NAME, "depth": 6, "width": 32}
+    assert sorted(set(payload["model"]) - set(read_checkpoint(published)["model"])) == [
+        f"blocks.{i}.activation.slopes" for i in range(4)
+    ]
+    save_checkpoint(payload, tmp_path / "spline.pt")
+    x = torch.rand(2, 1, 20, 20, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(load_model(tmp_path / "spline.pt")(x), load_model(published)(x), rtol=0, atol=1e-6)
+    with pytest.raises(SystemExit, match="not a certified LeakyReLU"):
+        as_spline(payload)  # already a spline model
 
-    config = {"name": "certified", "depth": 3, "width": 4, "activation": "spline", "spline_knots": 5}
-    model = randomised(build(**config), seed=3)
-    save_model(tmp_path / "m.pt", model, config)
+
+def test_same_initial_weights_as_the_leaky_relu_model_and_invalid_arguments():
+    from lipbench.models import CertifiedDenoiser
+
+    torch.manual_seed(3)
+    spline = build(depth=4, width=8)
+    torch.manual_seed(3)
+    leaky = CertifiedDenoiser(depth=4, width=8, activation="leaky_relu")
     x = torch.rand(2, 1, 10, 10)
-    assert torch.equal(load_model(tmp_path / "m.pt")(x), model.eval()(x))
+    torch.testing.assert_close(spline(x), leaky(x), rtol=0, atol=1e-7)
+    assert [m.extra_repr() for m in spline.modules() if isinstance(m, MonotoneSpline)] == [
+        "channels=8, knots=41, range=0.2"
+    ] * 2
     for kwargs, name in (({"knots": 4}, "knots"), ({"knots": 1}, "knots"), ({"range_": 0.0}, "range")):
         with pytest.raises(ValueError, match=name):
             MonotoneSpline(2, **kwargs)

@@ -1,11 +1,17 @@
-"""A learnable activation for 1-Lipschitz networks: a per-channel linear spline with slopes in [0, 1].
+"""The certified denoiser with learned activations: a per-channel linear spline with slopes in [0, 1]
+in every SLL block, as a model every `lipbench` command loads (``certified_spline:build``).
 
-Ducotterd et al. (JMLR 2024, "Improving Lipschitz-constrained neural networks by learning
-activation functions") show that learned linear splines make 1-Lipschitz denoisers markedly better
-than ReLU ones. The SLL block of :mod:`lipbench.models.certified` stays 1-Lipschitz for any σ whose
-slopes lie in [0, 1] (its proof uses ``δ (u − v) ≥ δ²`` for ``δ = σ(u) − σ(v)``, true exactly
-then), so the spline here keeps every slope in [0, 1] and σ(0) = 0: it can learn a soft clip or a
-threshold per channel, which ReLU and LeakyReLU cannot.
+    PYTHONPATH=benchmarks/results/cpu-scale lipbench train --model certified_spline:build \
+        --model-kwargs depth=6 width=32 ...        (certified_scale.sh with ACTIVATION=spline does this)
+
+It lives beside the study, not in the package, while no configuration uses it: in the package it
+would change the code hash of every published result. Ducotterd et al. (JMLR 2024, "Improving
+Lipschitz-constrained neural networks by learning activation functions") show that learned linear
+splines make 1-Lipschitz denoisers markedly better than ReLU ones. The SLL block of
+:mod:`lipbench.models.certified` stays 1-Lipschitz for any σ whose slopes lie in [0, 1] (its proof
+uses ``δ (u − v) ≥ δ²`` for ``δ = σ(u) − σ(v)``, true exactly then), so the spline here keeps every
+slope in [0, 1] and σ(0) = 0: it can learn a soft clip or a threshold per channel, which ReLU and
+LeakyReLU cannot.
 
 The knots are fixed and uniform, ``t_k = −range + k h`` (``h = 2 range/(knots − 1)``, 0 among them
 for odd ``knots``); the ``knots + 1`` slopes (the two outer ones extend to ±∞) are learned and
@@ -16,8 +22,12 @@ number of knots.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
+
+from lipbench.models import CertifiedDenoiser
 
 
 class MonotoneSpline(nn.Module):
@@ -66,3 +76,15 @@ class MonotoneSpline(nn.Module):
 
     def extra_repr(self) -> str:
         return f"channels={self.slopes.shape[0]}, knots={self.knots}, range={self.range}"
+
+
+def build(depth: int = 6, width: int = 32, knots: int = 41, range_: float = 0.2, **kwargs: Any) -> CertifiedDenoiser:
+    """A :class:`~lipbench.models.CertifiedDenoiser` (``kwargs``: its other arguments, LeakyReLU's
+    ``negative_slope`` among them) whose SLL blocks' σ are :class:`MonotoneSpline` s, each equal to
+    the LeakyReLU it replaces: same initial weights, and a LeakyReLU checkpoint loads unchanged
+    (the slopes aside)."""
+    model = CertifiedDenoiser(depth=depth, width=width, activation="leaky_relu", **kwargs)
+    slope = model.blocks[0].activation.negative_slope if len(model.blocks) else 0.01
+    for block in model.blocks:
+        block.activation = MonotoneSpline(width, knots, range_, slope)
+    return model
