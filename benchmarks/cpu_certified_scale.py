@@ -1,5 +1,5 @@
 """The CPU-scale certified study: the certified denoiser's PnP gap to TV and denoising gain against its
-training steps, depth and width (C5's second half along the one family that is firmly nonexpansive
+training steps, depth, width and activation (C5's second half along the one family that is firmly nonexpansive
 by construction, so max ‖∂Q‖² ≤ 1 at the test crops holds at every size).
 
     python benchmarks/cpu_certified_scale.py [RUN ...]   # RUN: an OUT of certified_scale.sh, collected first
@@ -39,7 +39,7 @@ PUBLISHED = {"depth": 6, "width": 32, "steps": 3000}  # cpu.yaml's certified mod
 def stage_row(stage: dict) -> dict:
     """One stage's measurements from its folder (``stage``: a line of the run's stages.jsonl)."""
     row = {key: stage[key] for key in ("depth", "width", "lr", "steps", "stage_train_s")}
-    row["source"] = "from scratch"
+    row |= {"activation": stage.get("activation", "leaky_relu"), "source": "from scratch"}
     if stage["steps"] == 0:  # the published model, evaluated as a stage
         row |= PUBLISHED | {"lr": 1e-3, "source": "results/cpu"}
     elif stage.get("init"):  # the published model trained further: steps count from its start
@@ -66,15 +66,20 @@ def study(tv: dict[str, float], folder: Path = FOLDER) -> pd.DataFrame:
     paths = sorted(folder.glob("certified-scale-*.jsonl"))
     rows = [json.loads(line) for path in paths for line in path.read_text().splitlines()]
     table = pd.DataFrame(rows)
-    table["model"] = [f"certified {r.depth}×{r.width}" for r in table.itertuples()]
+    # the lines written before the spline activation existed name no activation: LeakyReLU
+    named = table.get("activation", pd.Series(None, index=table.index, dtype=object))
+    table["activation"] = named.astype(object).fillna("leaky_relu")
+    spline = table.activation.eq("spline").map({True: " spline", False: ""})
+    table["model"] = [f"certified {r.depth}×{r.width}{s}" for r, s in zip(table.itertuples(), spline, strict=True)]
     table["pnp_mean"] = table[[f"pnp_{k}" for k in KERNELS]].mean(axis=1)
     table["gap_to_tv"] = table.pnp_mean - sum(tv.values()) / len(tv)
     measured = table.crops_max.le(1).map({True: "yes", False: "no"})
     table["fne_at_crops"] = measured.where(table.crops_max.notna(), "not measured")  # ≤ 1 by construction
     table["denoise_gain"] = table.den_psnr - table.den_noisy
-    columns = ["model", "depth", "width", "source", "steps", "stage_train_s", "crops_max", "d4_max", "fne_at_crops",
-               "pnp_levin1", "pnp_gaussian_1_6", "gap_to_tv", "increases", "den_psnr", "denoise_gain"]  # fmt: skip
-    return table[columns].sort_values(["depth", "width", "steps", "source"]).reset_index(drop=True)
+    columns = ["model", "depth", "width", "activation", "source", "steps", "stage_train_s", "crops_max", "d4_max",
+               "fne_at_crops", "pnp_levin1", "pnp_gaussian_1_6", "gap_to_tv", "increases", "den_psnr",
+               "denoise_gain"]  # fmt: skip
+    return table[columns].sort_values(["depth", "width", "activation", "steps", "source"]).reset_index(drop=True)
 
 
 def figure(table: pd.DataFrame, tv_gain: float, path: Path) -> None:
