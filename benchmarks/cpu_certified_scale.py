@@ -1,6 +1,6 @@
 """The CPU-scale certified study: the certified denoiser's PnP gap to TV and denoising gain against its
-training steps, depth, width and activation (C5's second half along the one family that is firmly nonexpansive
-by construction, so max ‖∂Q‖² ≤ 1 at the test crops holds at every size).
+training steps, depth, width and activation (C5's second half along the one family that is firmly
+nonexpansive by construction, so max ‖∂Q‖² ≤ 1 at the test crops holds at every size).
 
     python benchmarks/cpu_certified_scale.py [RUN ...]   # RUN: an OUT of certified_scale.sh, collected first
 
