@@ -17,7 +17,7 @@ sys.path[:0] = [str(ROOT / "benchmarks" / "results" / "cpu-scale"), str(ROOT / "
 
 from certified_spline import MonotoneSpline, build  # noqa: E402
 from spline_init import NAME, as_spline  # noqa: E402
-from test_certified import TOL, dense, randomised, sigma_max  # noqa: E402
+from test_certified import TOL, randomised, sigma_max  # noqa: E402
 
 from lipbench.models import load_model, read_checkpoint, save_checkpoint  # noqa: E402
 from lipbench.models.certified import SLLBlock  # noqa: E402
@@ -97,13 +97,13 @@ def test_sll_blocks_and_certified_models_with_splines_are_1_lipschitz(seed):
         assert sigma_max(block, torch.randn(1, 3, 6, 6, dtype=torch.float64)) <= 1 + TOL
         x = torch.randn(1, 1, 8, 8, dtype=torch.float64)
         assert sigma_max(model.reflected, x) <= 1 + TOL
-    # the splines act inside their knots there (not only on their outer, straight segments)
-    pre = block.activation.range / block.activation.step
-    assert pre > 1 and len(torch.unique(dense(block, torch.randn(1, 3, 6, 6, dtype=torch.float64)))) > 10
+    # the splines act inside their knots there, not only on their outer, straight segments
+    x = torch.randn(1, 3, 6, 6, dtype=torch.float64)
+    pre = torch.nn.functional.conv2d(x, block.weight, block.bias, padding=1)
+    assert (pre.abs() < block.activation.range).float().mean() > 0.25
 
 
-def test_the_published_model_as_a_spline_init_computes_the_same_function(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks" / "results" / "cpu-scale"))  # load_model imports NAME
+def test_the_published_model_as_a_spline_init_computes_the_same_function(tmp_path):
     published = ROOT / "results" / "cpu" / "models" / "certified" / "model.pt"
     payload = as_spline(read_checkpoint(published))
     assert payload["model_config"] == {"name": NAME, "depth": 6, "width": 32}

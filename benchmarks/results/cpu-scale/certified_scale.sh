@@ -34,11 +34,10 @@ for steps in "$@"; do
     cp "$out/train/model.pt" "$stage/model.pt"
   fi
   trained=$(date +%s)
-  lipschitz=${LIPSCHITZ:-last}
-  measure=no
+  lipschitz=${LIPSCHITZ:-last} skip=--no-lipschitz
   if [ "$lipschitz" = all ] || { [ "$lipschitz" = last ] && [ "$steps" -eq "$last" ]; }; then
-    measure=yes
+    skip=
   fi
-  LIPSCHITZ=$measure bash "$(dirname "$0")/evaluate_stage.sh" "$stage"
+  bash "$(dirname "$0")/evaluate_stage.sh" "$stage" $skip
   echo "{\"depth\": $depth, \"width\": $width, \"lr\": $lr, \"steps\": $steps, \"init\": \"${INIT:-}\", \"activation\": \"$activation\", \"stage_train_s\": $((trained - start)), \"stage_eval_s\": $(( $(date +%s) - trained )), \"dir\": \"$stage\"}" >> "$out/stages.jsonl"
 done
